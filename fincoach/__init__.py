@@ -1,0 +1,1 @@
+"""FinCoach shared core: settings, database, schema, contracts (feature spec, action catalog), CLI."""

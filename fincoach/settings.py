@@ -1,0 +1,82 @@
+"""Every setting of the platform, read once from environment variables (see ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Effective configuration. Relative paths are resolved against the working directory."""
+
+    model_config = SettingsConfigDict(env_prefix="FINCOACH_", extra="ignore")
+
+    # Where the embedded services keep their state (Postgres data, lake, MLflow artifacts, Airflow home).
+    home: Path = Path(".fincoach")
+    # Unset: an embedded PostgreSQL (pgserver) under <home>/pg. Else any SQLAlchemy/libpq URL of a server.
+    database_url: str | None = None
+    # Parquet lake: a local folder (default <home>/lake) or s3://bucket/prefix.
+    lake_uri: str | None = None
+    # S3 API endpoint for an s3:// lake (MinIO, a local S3 server); unset: AWS itself.
+    aws_endpoint_url: str | None = Field(None, validation_alias=AliasChoices("AWS_ENDPOINT_URL"))
+    # Unset: a database `<main db>_mlflow` on the same Postgres, artifacts under <home>/mlartifacts.
+    mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
+    mlflow_artifact_root: str | None = None
+    mlflow_experiment: str = "fincoach"
+    model_name: str = "fincoach-coach"
+    # Unset: a local Ray on this machine. Set to train on a cluster.
+    ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS"))
+    ray_num_cpus: int = 2
+    airflow_home: Path | None = Field(None, validation_alias=AliasChoices("AIRFLOW_HOME"))
+    # Online scorer.
+    scorer_host: str = "127.0.0.1"
+    scorer_port: int = 8000
+    # How long a batch recommendation stays valid.
+    recommendation_ttl_hours: int = 48
+    # How many recommendations are kept per user.
+    recommendations_per_user: int = 3
+    # Share of traffic on which the served policy explores uniformly (gives every action a propensity > 0).
+    serving_epsilon: float = 0.05
+
+    @property
+    def home_dir(self) -> Path:
+        """Absolute state folder, created on first use."""
+        path = self.home.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def lake(self) -> str:
+        """Lake root URI: `s3://...` or an absolute local path."""
+        if self.lake_uri:
+            if "://" in self.lake_uri:
+                return self.lake_uri.rstrip("/")
+            return str(Path(self.lake_uri).expanduser().resolve())
+        return str(self.home_dir / "lake")
+
+    @property
+    def artifact_root(self) -> str:
+        """Default MLflow artifact location for the experiment."""
+        if self.mlflow_artifact_root:
+            return self.mlflow_artifact_root
+        return (self.home_dir / "mlartifacts").as_uri()
+
+    @property
+    def airflow_dir(self) -> Path:
+        """AIRFLOW_HOME in effect."""
+        return (self.airflow_home or self.home_dir / "airflow").expanduser().resolve()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
+
+
+def reload_settings() -> Settings:
+    """Forget the cached settings and read the environment again (tests, the CLI after it sets variables)."""
+    get_settings.cache_clear()
+    return get_settings()
