@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     # Unset: a local Ray on this machine. Set to train on a cluster.
     ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS"))
     ray_num_cpus: int = 2
+    # Training budget of one candidate (environment steps) and evaluation size (simulated users).
+    train_timesteps: int = 20_000
+    eval_users: int = 300
+    # Seed of everything random in training and evaluation (reproducible runs).
+    train_seed: int = 7
     airflow_home: Path | None = Field(None, validation_alias=AliasChoices("AIRFLOW_HOME"))
     # Online scorer.
     scorer_host: str = "127.0.0.1"
