@@ -76,6 +76,16 @@ def list_files(prefix: str) -> list[str]:
     )
 
 
+def list_dirs(prefix: str) -> list[str]:
+    """Names of the folders directly under `prefix` (e.g. the `as_of=...` snapshots under `features`)."""
+    fs, root = filesystem()
+    base = f"{root}/{prefix.strip('/')}"
+    if fs.get_file_info(base).type == pafs.FileType.NotFound:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=False))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
 def read_table(relpath: str) -> pa.Table:
     """Read a file or a (hive-partitioned) folder of Parquet from the lake."""
     fs, root = filesystem()

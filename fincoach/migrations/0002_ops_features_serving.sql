@@ -23,14 +23,17 @@ create table ops.validation_results (
     validated_at       timestamptz not null default now()
 );
 
+-- What each pipeline step did, per DAG run: the source of `fincoach run`'s summary and of run history.
 create table ops.run_log (
     id                 bigint generated always as identity primary key,
+    dag_id             text not null,
     run_id             text not null,
+    interval_end       timestamptz not null,
     step               text not null,
     details            jsonb not null,
     logged_at          timestamptz not null default now()
 );
-create index on ops.run_log (run_id);
+create index on ops.run_log (interval_end);
 
 -- Latest features per user (online store). Columns follow fincoach.feature_spec (checked by a test).
 create table features.user_features_latest (

@@ -1,0 +1,85 @@
+"""
+### fincoach_hourly — data in, features out
+
+Every hour: extract the app's new rows (by watermark) to Parquet in the lake → validate the raw extract
+(Great Expectations) → `dbt build` the analytics schema → compute the features as of the interval end →
+validate them → publish the snapshot (lake `features/as_of=…` and `features.user_features_latest`),
+which updates the asset `fincoach_features`. A failed critical expectation stops everything downstream.
+Every task is idempotent for its data interval.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+from fincoach.orchestration import FEATURES_ASSET
+
+
+@dag(
+    schedule="@hourly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    tags=["fincoach", "data"],
+    doc_md=__doc__,
+)
+def fincoach_hourly():
+    @task
+    def extract() -> dict:
+        from pipelines.extract import extract_all
+
+        from fincoach.db import get_engine
+        from fincoach.orchestration import interval_end, run_id, run_step
+
+        return run_step("extract", extract_all, get_engine(), interval_end(), run_id())
+
+    @task
+    def validate_raw(extracted: dict) -> dict:
+        from pipelines.validation import validate_raw
+
+        from fincoach.orchestration import run_id, run_step
+
+        return run_step("validate_raw", validate_raw, extracted, run_id())
+
+    @task
+    def dbt_build(raw_validation: dict) -> dict:
+        from pipelines.analytics_build import build_analytics
+
+        from fincoach.orchestration import run_id, run_step
+
+        return run_step("dbt_build", build_analytics, run_id())
+
+    @task
+    def build_features(dbt_result: dict) -> dict:
+        from pipelines.features import build_features
+
+        from fincoach.db import get_engine
+        from fincoach.orchestration import interval_end, run_id, run_step
+
+        return run_step("build_features", build_features, get_engine(), interval_end(), run_id())
+
+    @task
+    def validate_features(built: dict) -> dict:
+        from pipelines.validation import validate_features
+
+        from fincoach.orchestration import run_id, run_step
+
+        run_step("validate_features", validate_features, built, run_id())
+        return built
+
+    @task(outlets=[Asset(FEATURES_ASSET)])
+    def publish_features(built: dict) -> dict:
+        from pipelines.features import publish_features
+
+        from fincoach.orchestration import run_id, run_step
+
+        return run_step("publish_features", publish_features, built, run_id())
+
+    publish_features(validate_features(build_features(dbt_build(validate_raw(extract())))))
+
+
+fincoach_hourly()

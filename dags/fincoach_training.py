@@ -1,0 +1,75 @@
+"""
+### fincoach_training — features in, model out
+
+Daily, or whenever a new feature snapshot is published: take the latest snapshot at or before the interval
+end → train a candidate RLlib DQN agent in the user simulator → evaluate it against the current champion
+and the rule-based baseline on the same simulated users → register it in MLflow as `fincoach-coach`
+(alias `challenger`) → promote it to `champion` only through the gate (never a worse model), which
+updates the asset `fincoach_model`. The gate's decision and reason are logged to the MLflow run.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+
+from fincoach.orchestration import FEATURES_ASSET, MODEL_ASSET
+
+
+@dag(
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"), assets=[Asset(FEATURES_ASSET)]
+    ),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
+    tags=["fincoach", "training"],
+    doc_md=__doc__,
+)
+def fincoach_training():
+    @task
+    def latest_snapshot() -> str:
+        from fincoach.orchestration import interval_end, run_step
+        from pipelines.snapshots import latest_snapshot_uri
+
+        return run_step("latest_snapshot", latest_snapshot_uri, interval_end())
+
+    @task
+    def train_candidate(features_uri: str) -> dict:
+        from training.workflow import train_candidate
+
+        from fincoach.orchestration import run_id, run_step
+
+        return run_step("train_candidate", train_candidate, features_uri, run_id())
+
+    @task
+    def evaluate_candidate(trained: dict) -> dict:
+        from training.workflow import evaluate_candidate
+
+        from fincoach.orchestration import run_step
+
+        return run_step("evaluate_candidate", evaluate_candidate, trained)
+
+    @task
+    def register_candidate(evaluated: dict) -> dict:
+        from training.workflow import register_candidate
+
+        from fincoach.orchestration import run_step
+
+        return run_step("register_candidate", register_candidate, evaluated)
+
+    @task(outlets=[Asset(MODEL_ASSET)])
+    def promote_if_better(registered: dict) -> dict:
+        from training.workflow import promote_if_better
+
+        from fincoach.orchestration import run_step
+
+        return run_step("promote_if_better", promote_if_better, registered)
+
+    promote_if_better(register_candidate(evaluate_candidate(train_candidate(latest_snapshot()))))
+
+
+fincoach_training()

@@ -1,0 +1,179 @@
+"""`fincoach`: the command line of the platform (seed, run, serve, env, psql, migrate, ui)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+from rich.console import Console
+
+from fincoach import db
+from fincoach.settings import get_settings
+
+console = Console()
+
+
+def _engine():
+    from fincoach.migrate import migrate
+
+    engine = db.get_engine()
+    applied = migrate(engine)
+    if applied:
+        console.print(f"[dim]applied migrations: {', '.join(applied)}[/]")
+    return engine
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Generate synthetic users and their history into schema app (rerun-safe)."""
+    from pipelines.seed import seed
+
+    engine = _engine()
+    with console.status(f"generating {args.users} users × {args.days} days (seed {args.seed})"):
+        result = seed(engine, users=args.users, days=args.days, seed=args.seed)
+    for table, n in result["generated"].items():
+        console.print(f"  {table:<24} generated {n:>9,}  inserted {result['inserted'][table]:>9,}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The main job: database, synthetic data, then the four DAGs once, in order, through Airflow."""
+    from fincoach.run_job import run_main_job
+
+    return run_main_job(console, users=args.users, days=args.days, seed=args.seed, skip_seed=args.skip_seed)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the online scorer (FastAPI) on the configured host and port."""
+    from serving.app import run
+
+    _engine()
+    run()
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print the effective settings (password hidden)."""
+    from sqlalchemy.engine import make_url
+
+    from fincoach import tracking
+
+    s = get_settings()
+    rows = {
+        "FINCOACH_HOME": str(s.home_dir),
+        "FINCOACH_DATABASE_URL": make_url(db.libpq_url()).render_as_string(hide_password=True)
+        + ("  (embedded pgserver)" if db.is_embedded() else ""),
+        "FINCOACH_LAKE_URI": s.lake,
+        "MLFLOW_TRACKING_URI": make_url(tracking.tracking_uri()).render_as_string(hide_password=True)
+        if "://" in tracking.tracking_uri() and tracking.tracking_uri().startswith("postgresql")
+        else tracking.tracking_uri(),
+        "MLflow artifacts": s.artifact_root,
+        "RAY_ADDRESS": s.ray_address or "(local Ray on this machine)",
+        "AIRFLOW_HOME": str(s.airflow_dir),
+        "model name": s.model_name,
+        "scorer": f"http://{s.scorer_host}:{s.scorer_port}",
+    }
+    for k, v in rows.items():
+        console.print(f"{k:<24} {v}")
+    return 0
+
+
+def _psql_binary() -> str:
+    found = shutil.which("psql")
+    if found:
+        return found
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    return str(POSTGRES_BIN_PATH / "psql")
+
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    """Open psql on the effective database (starting the embedded one if needed), or run -c SQL."""
+    _engine()
+    cmd = [_psql_binary(), db.libpq_url()]
+    if args.command:
+        cmd += ["-c", args.command]
+    return subprocess.run(cmd, check=False).returncode
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the platform schemas."""
+    _engine()
+    console.print("schemas up to date")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Start the Airflow UI (airflow standalone) or the MLflow UI against the effective services."""
+    from fincoach import tracking
+    from fincoach.airflow_env import airflow_environment, run_airflow
+
+    _engine()
+    if args.which == "airflow":
+        env = airflow_environment()
+        run_airflow(["db", "migrate"], env, capture=True)
+        console.print("Airflow UI on http://127.0.0.1:8080 (login printed by airflow standalone below)")
+        return run_airflow(["standalone"], env).returncode
+    uri = tracking.tracking_uri()
+    mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    console.print(f"MLflow UI on http://127.0.0.1:{args.port}")
+    return subprocess.run(
+        [mlflow_bin, "ui", "--backend-store-uri", uri, "--default-artifact-root",
+         get_settings().artifact_root, "--host", "127.0.0.1", "--port", str(args.port)],
+        check=False,
+    ).returncode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `fincoach`."""
+    p = argparse.ArgumentParser(prog="fincoach", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def population(sp: argparse.ArgumentParser, users: int, days: int) -> None:
+        sp.add_argument("--users", type=int, default=users, help=f"synthetic users (default {users})")
+        sp.add_argument("--days", type=int, default=days, help=f"days of history (default {days})")
+        sp.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+
+    sp = sub.add_parser("seed", help=cmd_seed.__doc__)
+    population(sp, 1000, 90)
+    sp.set_defaults(fn=cmd_seed)
+    sp = sub.add_parser("run", help=cmd_run.__doc__)
+    population(sp, 500, 60)
+    sp.add_argument("--skip-seed", action="store_true", help="use the data already in schema app")
+    sp.set_defaults(fn=cmd_run)
+    sub.add_parser("serve", help=cmd_serve.__doc__).set_defaults(fn=cmd_serve)
+    sub.add_parser("env", help=cmd_env.__doc__).set_defaults(fn=cmd_env)
+    sp = sub.add_parser("psql", help=cmd_psql.__doc__)
+    sp.add_argument("-c", dest="command", help="run one SQL command and exit")
+    sp.set_defaults(fn=cmd_psql)
+    sub.add_parser("migrate", help=cmd_migrate.__doc__).set_defaults(fn=cmd_migrate)
+    sp = sub.add_parser("ui", help=cmd_ui.__doc__)
+    sp.add_argument("which", choices=["airflow", "mlflow"])
+    sp.add_argument("--port", type=int, default=5000, help="MLflow UI port (default 5000)")
+    sp.set_defaults(fn=cmd_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `fincoach` command."""
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", module="platformdirs")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.fn(args)
+    except db.DatabaseConfigError as exc:
+        console.print(f"[red]configuration error:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
