@@ -1,0 +1,68 @@
+with
+
+transactions as (
+    select * from {{ ref('stg_app__transactions') }}
+),
+
+accounts as (
+    select * from {{ ref('stg_app__accounts') }}
+),
+
+classified as (
+    select
+        transactions.user_id,
+        (transactions.occurred_at at time zone 'UTC')::date as date_day,
+        transactions.amount,
+        transactions.category,
+        transactions.is_impulse,
+        accounts.account_type,
+        transactions.category in ({{ sql_values(var('essential_categories')) }}) as is_essential,
+        transactions.category in ({{ sql_values(var('discretionary_categories')) }}) as is_discretionary
+    from transactions
+    left join accounts
+        on transactions.account_id = accounts.account_id
+),
+
+daily as (
+    select
+        user_id,
+        date_day,
+        count(*) as transactions_count,
+        sum(case when category = 'income' then amount else 0 end) as income,
+        sum(case when is_essential then -amount else 0 end) as spend_essential,
+        sum(case when is_discretionary then -amount else 0 end) as spend_discretionary,
+        sum(
+            case when is_impulse and (is_essential or is_discretionary) then -amount else 0 end
+        ) as impulse_spend,
+        sum(
+            case when category = 'savings_transfer' and account_type = 'savings' then amount else 0 end
+        ) as savings_transfers,
+        sum(case when category = 'debt_payment' and amount < 0 then -amount else 0 end) as debt_payments,
+        sum(amount) as net_flow,
+        sum(case when account_type = 'checking' then amount else 0 end) as checking_flow,
+        sum(case when account_type = 'savings' then amount else 0 end) as savings_flow
+    from classified
+    group by
+        user_id,
+        date_day
+),
+
+final as (
+    select
+        user_id,
+        date_day,
+        transactions_count,
+        income,
+        spend_essential,
+        spend_discretionary,
+        spend_essential + spend_discretionary as spend_total,
+        impulse_spend,
+        savings_transfers,
+        debt_payments,
+        net_flow,
+        checking_flow,
+        savings_flow
+    from daily
+)
+
+select * from final

@@ -1,0 +1,1 @@
+"""Data in: synthetic data, Postgres→lake extraction, feature transforms, validation and monitoring."""

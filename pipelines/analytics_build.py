@@ -1,0 +1,120 @@
+"""Build the dbt project (schema analytics: staging views, marts, their tests) and its docs, in process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fincoach.db import connection_parts
+from fincoach.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# The dbt project sits beside the Python packages: <repo>/dbt, <repo>/pipelines.
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
+
+_FAILED = {"error", "fail", "runtime error"}
+
+
+class AnalyticsBuildError(RuntimeError):
+    """`dbt build` (or `dbt docs generate`) did not succeed; the message names the failed nodes."""
+
+    def __init__(self, message: str, failed: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.failed = failed or []
+
+
+@contextmanager
+def _dbt_env() -> Iterator[None]:
+    """FINCOACH_PG_* (read by dbt/profiles.yml) for the duration of one dbt call, then restored."""
+    parts = connection_parts()
+    wanted = {f"FINCOACH_PG_{key.upper()}": str(value) for key, value in parts.items()}
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _state_dir() -> Path:
+    path = get_settings().home_dir / "dbt"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _invoke(command: list[str]) -> Any:
+    """Run one dbt command against dbt/ with target and logs under FINCOACH_HOME; the dbtRunnerResult."""
+    from dbt.cli.main import dbtRunner  # heavy: only when a build actually runs
+
+    if not (DBT_PROJECT_DIR / "dbt_project.yml").exists():
+        raise AnalyticsBuildError(f"no dbt project at {DBT_PROJECT_DIR}: is the repository checked out whole?")
+    state = _state_dir()
+    args = [
+        *command,
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(state / "target"),
+        "--log-path", str(state / "logs"),
+    ]
+    with _dbt_env():
+        return dbtRunner().invoke(args)
+
+
+def build_analytics(run_id: str) -> dict:
+    """Run `dbt build` (models and their tests); a summary, or AnalyticsBuildError naming what failed."""
+    started = time.perf_counter()
+    res = _invoke(["build", "--no-use-colors"])
+    seconds = round(time.perf_counter() - started, 2)
+    if res.result is None or not hasattr(res.result, "results"):
+        raise AnalyticsBuildError(f"dbt build did not run (run {run_id}): {res.exception}") from res.exception
+
+    counts = {"models": 0, "tests_passed": 0, "tests_failed": 0, "tests_warned": 0, "skipped": 0}
+    failed: list[str] = []
+    for node_result in res.result.results:
+        node = node_result.node
+        status = str(node_result.status)
+        kind = str(node.resource_type)
+        if status in _FAILED:
+            failed.append(f"{kind} {node.name}: {status}" + (f" ({node_result.message})" if node_result.message else ""))
+        if status == "skipped":
+            counts["skipped"] += 1
+        elif kind == "model" and status == "success":
+            counts["models"] += 1
+        elif kind in {"test", "unit_test"}:
+            if status == "pass":
+                counts["tests_passed"] += 1
+            elif status == "warn":
+                counts["tests_warned"] += 1
+            elif status in _FAILED:
+                counts["tests_failed"] += 1
+    summary = {**counts, "seconds": seconds, "run_id": run_id, "success": bool(res.success) and not failed}
+    if not summary["success"]:
+        names = "; ".join(failed) or str(res.exception)
+        raise AnalyticsBuildError(
+            f"dbt build failed (run {run_id}): {names}. Fix the source rows or the models, then rerun; "
+            f"details in {_state_dir() / 'logs' / 'dbt.log'}",
+            failed,
+        )
+    log.info("dbt build: %(models)d models, %(tests_passed)d tests passed in %(seconds).1fs", summary)
+    return summary
+
+
+def generate_docs() -> str:
+    """Run `dbt docs generate`; the path of the generated index.html (catalog and manifest beside it)."""
+    res = _invoke(["docs", "generate", "--no-use-colors"])
+    if not res.success:
+        raise AnalyticsBuildError(f"dbt docs generate failed: {res.exception}")
+    index = _state_dir() / "target" / "index.html"
+    if not index.exists():
+        raise AnalyticsBuildError(f"dbt docs generate reported success but wrote no {index}")
+    return str(index)

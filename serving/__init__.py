@@ -1,0 +1,1 @@
+"""Recommendations out: batch scoring into serving.recommendations and the online scorer (FastAPI)."""

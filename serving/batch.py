@@ -1,0 +1,282 @@
+"""Batch scoring: every user with features gets their top recommendations, swapped in whole, logged as served.
+
+Per user the policy makes one epsilon-greedy choice (rank 1, the recommendation that is served and logged in
+app.coaching_interactions) and the next-best allowed actions follow by score (ranks 2..k). Each row carries
+the probability that the same epsilon-greedy policy would have chosen that action, so off-policy evaluation
+can use any rank. Exploration draws come from a generator seeded by the run id: a rerun of a run writes
+the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import sqlalchemy as sa
+
+from fincoach import lake
+from fincoach.actions import ACTIONS, action_mask, action_text
+from fincoach.db import get_engine
+from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, raw_matrix
+from fincoach.settings import get_settings
+from serving.model_loader import LoadedPolicy, load_policy
+
+log = logging.getLogger(__name__)
+
+# Users read, scored and copied per round trip: bounds memory whatever the number of users.
+CHUNK_ROWS = 10_000
+STAGING = "recommendations_staging"  # a temporary table, private to the writing session
+
+SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("rank", pa.int32()),
+        ("action_id", pa.int32()),
+        ("action_type", pa.string()),
+        ("action_text", pa.string()),
+        ("parameters", pa.struct([("amount", pa.float64()), ("category", pa.string()), ("urgency", pa.string())])),
+        ("score", pa.float64()),
+        ("propensity", pa.float64()),
+        ("model_version", pa.string()),
+        ("run_id", pa.string()),
+        ("generated_at", pa.timestamp("us", tz="UTC")),
+        ("expires_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+COLUMNS = ", ".join(SCHEMA.names)
+
+_TYPES = np.array([a.type for a in ACTIONS], dtype=object)
+_TEXTS = np.array([action_text(a.id) for a in ACTIONS], dtype=object)
+_AMOUNTS = np.array([float(a.amount) for a in ACTIONS])
+_CATEGORIES = np.array([a.category for a in ACTIONS], dtype=object)
+_URGENCIES = np.array([a.urgency for a in ACTIONS], dtype=object)
+_PARAMETERS_JSON = np.array(
+    [json.dumps({"amount": float(a.amount), "category": a.category, "urgency": a.urgency}) for a in ACTIONS],
+    dtype=object,
+)
+
+_READ = sa.text(
+    "select f.user_id, f.feature_spec_version, u.user_id is not null as known_user, "
+    + ", ".join(f"f.{name}" for name in FEATURE_NAMES)
+    + " from features.user_features_latest f left join app.users u on u.user_id = f.user_id"
+    " order by f.user_id"
+)
+
+_SWAP = [
+    # Self-conflicting, yet compatible with plain reads: two swaps queue, the backend keeps reading.
+    "lock table serving.recommendations in share row exclusive mode",
+    "delete from serving.recommendations",
+    f"insert into serving.recommendations ({COLUMNS}) select {COLUMNS} from {STAGING}",
+]
+_LOG_SERVED = sa.text(
+    "insert into app.coaching_interactions "
+    "(request_id, user_id, action_id, action_type, propensity, model_version, source, served_at) "
+    "select 'batch:' || s.run_id || ':' || s.user_id, s.user_id, s.action_id, s.action_type, s.propensity, "
+    "s.model_version, 'batch', s.generated_at "
+    f"from {STAGING} s join app.users u on u.user_id = s.user_id where s.rank = 1 "
+    "on conflict (request_id) do nothing"
+)
+
+_RUN_ID = re.compile(r"[A-Za-z0-9_.:+-]+")
+
+
+class BatchScoringError(RuntimeError):
+    """Batch scoring cannot produce a usable recommendation set; the previous set stays in place."""
+
+
+@dataclass
+class _Chunk:
+    """What one chunk of users produced."""
+
+    rows: pa.Table
+    users: int = 0  # users with rows
+    unscored: Counter[str] = field(default_factory=Counter)  # users left out, by reason
+    imputed_users: int = 0  # users with a non-finite feature replaced by the spec default
+
+
+def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy | None = None) -> dict[str, Any]:
+    """Score every user in features.user_features_latest into serving.recommendations, the log and the lake."""
+    started = time.perf_counter()
+    s = get_settings()
+    k, epsilon = s.recommendations_per_user, s.serving_epsilon
+    _check_inputs(run_id, generated_at, k, epsilon)
+    generated_at = generated_at.astimezone(UTC)
+    expires_at = generated_at + timedelta(hours=s.recommendation_ttl_hours)
+    loaded = loaded or load_policy()
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big"))
+
+    engine = get_engine()
+    tables: list[pa.Table] = []
+    unscored: Counter[str] = Counter()
+    read_users = scored_users = imputed_users = 0
+    with engine.connect() as reader, engine.connect() as writer:
+        # One transaction on `writer`: staging, swap and log commit together or not at all.
+        writer.execute(
+            sa.text(f"create temp table {STAGING} (like serving.recommendations including all) on commit drop")
+        )
+        stream = reader.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(_READ)
+        for part in stream.partitions(CHUNK_ROWS):
+            frame = pd.DataFrame.from_records(
+                part, columns=["user_id", "feature_spec_version", "known_user", *FEATURE_NAMES]
+            )
+            read_users += len(frame)
+            chunk = _score_chunk(frame, loaded, k, epsilon, rng, run_id, generated_at, expires_at)
+            unscored.update(chunk.unscored)
+            imputed_users += chunk.imputed_users
+            scored_users += chunk.users
+            if chunk.rows.num_rows:
+                _copy(writer, chunk.rows)
+                tables.append(chunk.rows)
+            log.info("batch %s: %d users read, %d scored, %d unscored", run_id, read_users, scored_users,
+                     sum(unscored.values()))
+        if read_users and not scored_users:
+            raise BatchScoringError(
+                f"none of the {read_users} users in features.user_features_latest could be scored "
+                f"({dict(unscored)}); rebuild the features with spec {FEATURE_SPEC_VERSION} and rerun. "
+                "serving.recommendations is unchanged."
+            )
+        for statement in _SWAP:
+            writer.execute(sa.text(statement))
+        logged = writer.execute(_LOG_SERVED).rowcount
+        writer.commit()
+
+    rows = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    path = lake.replace_partition(rows, f"recommendations/dt={generated_at:%Y-%m-%d}", f"{run_id}.parquet")
+    if unscored:
+        log.warning("batch %s: %d users could not be scored: %s", run_id, sum(unscored.values()), dict(unscored))
+    return {
+        "users": scored_users,
+        "rows": rows.num_rows,
+        "model_version": loaded.model_version,
+        "source": loaded.source,
+        "fallback_reason": loaded.fallback_reason,
+        "path": path,
+        "run_id": run_id,
+        "generated_at": generated_at.isoformat(),
+        "expires_at": expires_at.isoformat(),
+        "users_read": read_users,
+        "unscored_users": sum(unscored.values()),
+        "unscored": dict(unscored),
+        "imputed_users": imputed_users,
+        "interactions_logged": logged,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _check_inputs(run_id: str, generated_at: datetime, k: int, epsilon: float) -> None:
+    """Refuse arguments and settings that would write rows the table or the lake cannot hold."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise ValueError(f"run_id {run_id!r} must be letters, digits and _.:+- only (it names a lake file)")
+    if generated_at.tzinfo is None:
+        raise ValueError("generated_at must be timezone-aware (e.g. the DAG's data_interval_end)")
+    if k < 1:
+        raise ValueError(f"FINCOACH_RECOMMENDATIONS_PER_USER must be >= 1, got {k}")
+    if not 0 <= epsilon <= 1 or (k > 1 and epsilon == 0):
+        raise ValueError(
+            f"FINCOACH_SERVING_EPSILON must be in (0, 1] to rank {k} actions with a propensity > 0, got {epsilon}"
+        )
+
+
+def _score_chunk(
+    frame: pd.DataFrame,
+    loaded: LoadedPolicy,
+    k: int,
+    epsilon: float,
+    rng: np.random.Generator,
+    run_id: str,
+    generated_at: datetime,
+    expires_at: datetime,
+) -> _Chunk:
+    """Recommendation rows of one chunk of feature rows, and who was left out and why."""
+    unscored: Counter[str] = Counter()
+    known = frame["known_user"].to_numpy(dtype=bool)
+    current = (frame["feature_spec_version"] == FEATURE_SPEC_VERSION).to_numpy()
+    unscored["not_in_app_users"] += int((~known).sum())
+    unscored["feature_spec_mismatch"] += int((known & ~current).sum())
+    frame = frame[known & current]
+    if frame.empty:
+        return _Chunk(SCHEMA.empty_table(), unscored=+unscored)
+
+    values = frame[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    imputed = int((~np.isfinite(values)).any(axis=1).sum())  # raw_matrix puts the spec defaults there
+    raw = raw_matrix(frame)
+    user_ids = frame["user_id"].to_numpy(dtype=np.int64)
+    decision = loaded.policy.act(raw, epsilon=epsilon, rng=rng)
+    mask = action_mask(raw)
+    scores = decision.scores
+
+    # A policy that returns NaN or inf for an allowed action cannot rank it: that user is left out, and said.
+    bad = (mask & ~np.isfinite(scores)).any(axis=1)
+    unscored["non_finite_scores"] += int(bad.sum())
+    good = ~bad
+    user_ids, mask, scores = user_ids[good], mask[good], scores[good]
+    chosen, chosen_p = decision.actions[good], decision.propensities[good]
+    n = len(user_ids)
+    if n == 0:
+        return _Chunk(SCHEMA.empty_table(), unscored=+unscored, imputed_users=imputed)
+
+    # Rank 1 is the choice made; then allowed actions by score (stable sort: ties go to the lower id).
+    rows = np.arange(n)
+    key = np.where(mask, scores, -np.inf)
+    key[rows, chosen] = np.inf
+    order = np.argsort(-key, axis=1, kind="stable")[:, :k]
+    allowed = np.take_along_axis(mask, order, axis=1)  # False only when a user has fewer than k allowed
+
+    n_valid = mask.sum(axis=1, keepdims=True)
+    greedy = np.where(mask, scores, -np.inf).argmax(axis=1)[:, None]
+    propensity = np.where(order == greedy, 1.0 - epsilon + epsilon / n_valid, epsilon / n_valid)
+    propensity[:, 0] = chosen_p
+
+    ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), order.shape)
+    uid = np.broadcast_to(user_ids[:, None], order.shape)
+    action_ids = order[allowed]
+    m = len(action_ids)
+    table = pa.table(
+        {
+            "user_id": pa.array(uid[allowed], pa.int64()),
+            "rank": pa.array(ranks[allowed], pa.int32()),
+            "action_id": pa.array(action_ids, pa.int32()),
+            "action_type": pa.array(_TYPES[action_ids], pa.string()),
+            "action_text": pa.array(_TEXTS[action_ids], pa.string()),
+            "parameters": pa.StructArray.from_arrays(
+                [
+                    pa.array(_AMOUNTS[action_ids], pa.float64()),
+                    pa.array(_CATEGORIES[action_ids], pa.string()),
+                    pa.array(_URGENCIES[action_ids], pa.string()),
+                ],
+                fields=list(SCHEMA.field("parameters").type),
+            ),
+            "score": pa.array(np.take_along_axis(scores, order, axis=1)[allowed], pa.float64()),
+            "propensity": pa.array(propensity[allowed], pa.float64()),
+            "model_version": pa.repeat(pa.scalar(loaded.model_version, pa.string()), m),
+            "run_id": pa.repeat(pa.scalar(run_id, pa.string()), m),
+            "generated_at": pa.repeat(pa.scalar(generated_at, SCHEMA.field("generated_at").type), m),
+            "expires_at": pa.repeat(pa.scalar(expires_at, SCHEMA.field("expires_at").type), m),
+        },
+        schema=SCHEMA,
+    )
+    return _Chunk(table, users=n, unscored=+unscored, imputed_users=imputed)
+
+
+def _copy(conn: sa.Connection, table: pa.Table) -> None:
+    """COPY a chunk into the staging table (CSV written by Arrow; parameters as JSON text for jsonb)."""
+    action_ids = table.column("action_id").to_numpy()
+    params = pa.array(_PARAMETERS_JSON[action_ids], pa.string())
+    csv_table = table.set_column(SCHEMA.get_field_index("parameters"), "parameters", params)
+    buf = io.BytesIO()
+    pa_csv.write_csv(csv_table, buf, pa_csv.WriteOptions(include_header=False))
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"copy {STAGING} ({COLUMNS}) from stdin with (format csv)") as copy:
+        copy.write(buf.getbuffer())

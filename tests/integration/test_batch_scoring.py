@@ -1,0 +1,277 @@
+"""Batch scoring: k allowed, ranked recommendations per user, swapped in whole, logged once, mirrored in the lake."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+import torch
+
+from fincoach import lake
+from fincoach.actions import N_ACTIONS, action_mask, action_text
+from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES, feature_index
+from fincoach.policy import ExportedPolicy, Policy, write_policy_artifact
+from fincoach.rules import RULES_VERSION
+from fincoach.settings import get_settings, reload_settings
+from serving import batch
+from serving.batch import BatchScoringError, score_all_users
+from serving.model_loader import LoadedPolicy
+
+GENERATED_AT = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
+N_USERS = 300
+
+
+@pytest.fixture()
+def no_champion():
+    """A model name nothing is registered under, so this test never sees another test's champion."""
+    saved = os.environ.get("FINCOACH_MODEL_NAME")
+    os.environ["FINCOACH_MODEL_NAME"] = f"test-none-{uuid.uuid4().hex[:8]}"
+    reload_settings()
+    yield
+    if saved is None:
+        os.environ.pop("FINCOACH_MODEL_NAME")
+    else:
+        os.environ["FINCOACH_MODEL_NAME"] = saved
+    reload_settings()
+
+
+@pytest.fixture(scope="module")
+def masked_lover(tmp_path_factory) -> LoadedPolicy:
+    """An exported Q-network that scores exactly the actions the mask forbids most often highest."""
+    net = torch.nn.Linear(N_FEATURES, N_ACTIONS)
+    with torch.no_grad():
+        net.weight.zero_()
+        net.bias.copy_(torch.arange(N_ACTIONS, dtype=torch.float32) / 10)
+        net.bias[5], net.bias[9], net.bias[7] = 10.0, 9.0, 8.0  # PAY_DEBT_EXTRA, INVEST, SET_GOAL
+    folder = write_policy_artifact(tmp_path_factory.mktemp("policy"), torch.jit.script(net),
+                                   {"model_version": "test-net/1"})
+    return LoadedPolicy(ExportedPolicy.load(folder), "champion", "test-net/1")
+
+
+def _population(n: int, seed: int = 0) -> list[dict]:
+    """Feature rows of n users: a third without debt, a third with costly debt, goals for half of them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        debt = 0.0 if i % 3 == 0 else float(rng.uniform(500, 20_000))
+        apr = 0.0 if debt == 0 else (float(rng.uniform(0.15, 0.3)) if i % 3 == 1 else float(rng.uniform(0.02, 0.09)))
+        f = {name: float(rng.uniform(0, 1)) for name in FEATURE_NAMES}
+        f.update(
+            monthly_income=float(rng.uniform(1_000, 9_000)), monthly_spend=float(rng.uniform(500, 6_000)),
+            savings_rate=float(rng.uniform(-0.3, 0.4)), checking_balance=float(rng.uniform(0, 5_000)),
+            savings_balance=float(rng.uniform(0, 30_000)), emergency_fund_months=float(rng.uniform(0, 8)),
+            debt_total=debt, debt_to_income=debt / 50_000, max_debt_apr=apr,
+            has_active_goal=float(i % 2), sessions_30d=float(rng.integers(0, 40)),
+            days_since_last_session=float(rng.integers(0, 30)), age=float(rng.integers(18, 80)),
+        )
+        rows.append({"user_id": i + 1, **f})
+    return rows
+
+
+def _insert(engine: sa.Engine, rows: list[dict], spec_version: str = FEATURE_SPEC_VERSION,
+            with_app_user: bool = True) -> None:
+    """The users' app rows (the interaction log's foreign key needs them) and their latest features."""
+    names = ", ".join(FEATURE_NAMES)
+    binds = ", ".join(f":{n}" for n in FEATURE_NAMES)
+    with engine.begin() as conn:
+        if with_app_user:
+            conn.execute(
+                sa.text(
+                    "insert into app.users (user_id, created_at, birth_year, income_band, pay_frequency, "
+                    "monthly_income, region, device_type, risk_tolerance) values (:user_id, '2025-01-01', "
+                    "1990, 'middle', 'monthly', :monthly_income, 'north', 'ios', 'medium')"
+                ),
+                [{"user_id": r["user_id"], "monthly_income": r["monthly_income"]} for r in rows],
+            )
+        conn.execute(
+            sa.text(
+                f"insert into features.user_features_latest (user_id, as_of, feature_spec_version, {names}) "
+                f"values (:user_id, '2026-03-01', :v, {binds})"
+            ),
+            [{**r, "v": spec_version} for r in rows],
+        )
+
+
+def _table(engine: sa.Engine) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.text(
+            f"select {batch.COLUMNS} from serving.recommendations order by user_id, rank")).mappings()]
+
+
+def _interactions(engine: sa.Engine) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.text(
+            "select request_id, user_id, action_id, action_type, propensity, model_version, source, served_at "
+            "from app.coaching_interactions order by user_id")).mappings()]
+
+
+def test_every_user_gets_k_ranked_allowed_recommendations(clean_db, masked_lover):
+    rows = _population(N_USERS)
+    _insert(clean_db, rows)
+    s = get_settings()
+    k, eps = s.recommendations_per_user, s.serving_epsilon
+
+    result = score_all_users("run-1", GENERATED_AT, loaded=masked_lover)
+
+    table = _table(clean_db)
+    assert result["users"] == N_USERS and result["rows"] == N_USERS * k == len(table)
+    assert result["unscored_users"] == 0 and result["source"] == "champion"
+    raw = np.array([[r[n] for n in FEATURE_NAMES] for r in rows])
+    mask = action_mask(raw)
+    q = masked_lover.policy.action_scores(raw)
+    by_user: dict[int, list[dict]] = {}
+    for rec in table:
+        by_user.setdefault(rec["user_id"], []).append(rec)
+    assert len(by_user) == N_USERS
+    for uid, recs in by_user.items():
+        allowed = mask[uid - 1]
+        n_valid = allowed.sum()
+        assert [r["rank"] for r in recs] == list(range(1, k + 1))
+        ids = [r["action_id"] for r in recs]
+        assert len(set(ids)) == k and all(allowed[a] for a in ids)
+        assert all(np.isfinite(r["score"]) and 0 < r["propensity"] <= 1 for r in recs)
+        assert recs[1]["score"] >= recs[2]["score"]  # below the choice, best first
+        greedy = np.where(allowed, q[uid - 1], -np.inf).argmax()
+        for r in recs:
+            expected = 1 - eps + eps / n_valid if r["action_id"] == greedy else eps / n_valid
+            assert r["propensity"] == pytest.approx(expected)
+        first = recs[0]
+        assert first["action_text"] == action_text(first["action_id"])
+        assert first["expires_at"] - first["generated_at"] == timedelta(hours=s.recommendation_ttl_hours)
+        assert first["model_version"] == "test-net/1" and first["run_id"] == "run-1"
+    # the network loves the masked actions: they appear exactly where the mask allows them
+    debt = raw[:, feature_index("debt_total")]
+    costly = (debt > 0) & (raw[:, feature_index("max_debt_apr")] >= 0.10)
+    assert not any(r["action_id"] == 5 for r in table if debt[r["user_id"] - 1] == 0)
+    assert not any(r["action_id"] == 9 for r in table if costly[r["user_id"] - 1])
+    assert any(r["action_id"] == 5 for r in table) and any(r["action_id"] == 9 for r in table)
+    assert table[0]["parameters"].keys() == {"amount", "category", "urgency"}
+
+
+def test_rank_one_is_logged_as_served_and_a_rerun_changes_nothing(clean_db, masked_lover):
+    _insert(clean_db, _population(N_USERS))
+
+    first = score_all_users("run-2", GENERATED_AT, loaded=masked_lover)
+    table, log = _table(clean_db), _interactions(clean_db)
+    again = score_all_users("run-2", GENERATED_AT, loaded=masked_lover)
+
+    assert _table(clean_db) == table
+    assert _interactions(clean_db) == log
+    assert first["interactions_logged"] == N_USERS and again["interactions_logged"] == 0
+    rank1 = {r["user_id"]: r for r in table if r["rank"] == 1}
+    assert len(log) == N_USERS
+    for entry in log:
+        rec = rank1[entry["user_id"]]
+        assert entry["request_id"] == f"batch:run-2:{entry['user_id']}"
+        assert (entry["action_id"], entry["propensity"], entry["model_version"]) == (
+            rec["action_id"], rec["propensity"], rec["model_version"])
+        assert entry["source"] == "batch" and entry["served_at"] == GENERATED_AT
+    # with exploration on, some users were served an action other than the greedy one, reproducibly
+    assert any(r["propensity"] < 0.5 for r in rank1.values())
+
+
+def test_the_lake_holds_the_same_rows_as_the_table(clean_db, masked_lover):
+    _insert(clean_db, _population(50))
+
+    result = score_all_users("run-3", GENERATED_AT, loaded=masked_lover)
+
+    partition = f"recommendations/dt={GENERATED_AT:%Y-%m-%d}"
+    assert lake.list_files(partition) == ["run-3.parquet"]
+    assert result["path"] == lake.uri(f"{partition}/run-3.parquet")
+    parquet = lake.read_table(f"{partition}/run-3.parquet").sort_by([("user_id", "ascending"), ("rank", "ascending")])
+    assert parquet.schema.names == batch.SCHEMA.names
+    assert parquet.to_pylist() == _table(clean_db)
+
+
+def test_without_a_champion_the_rules_answer_and_the_result_says_why(clean_db, no_champion):
+    _insert(clean_db, _population(30))
+
+    result = score_all_users("run-4", GENERATED_AT)
+
+    assert result["source"] == "rules" and result["model_version"] == RULES_VERSION
+    assert "could not be loaded" in result["fallback_reason"]
+    assert {r["model_version"] for r in _table(clean_db)} == {RULES_VERSION}
+    assert json.dumps(result)  # a plain document: it goes to ops.run_log and XCom
+
+
+def test_users_that_cannot_be_scored_are_counted_not_dropped_silently(clean_db):
+    _insert(clean_db, _population(40))
+    stale = [{**r, "user_id": 1000 + r["user_id"]} for r in _population(5, seed=1)]
+    _insert(clean_db, stale, spec_version="v0-old")
+    orphans = [{**r, "user_id": 2000 + r["user_id"]} for r in _population(3, seed=2)]
+    _insert(clean_db, orphans, with_app_user=False)
+
+    class NaNForOldUsers(Policy):
+        version = "nan/1"
+
+        def action_scores(self, raw):
+            scores = np.zeros((len(raw), N_ACTIONS))
+            scores[raw[:, feature_index("age")] >= 70] = np.nan
+            return scores
+
+    result = score_all_users("run-5", GENERATED_AT, loaded=LoadedPolicy(NaNForOldUsers(), "champion", "nan/1"))
+
+    old = sum(r["age"] >= 70 for r in _population(40))
+    assert old > 0
+    assert result["unscored"] == {"feature_spec_mismatch": 5, "not_in_app_users": 3, "non_finite_scores": old}
+    assert result["users_read"] == 48 and result["users"] == 40 - old
+    assert {r["user_id"] for r in _table(clean_db)} == {r["user_id"] for r in _population(40) if r["age"] < 70}
+
+
+def test_a_new_run_replaces_the_whole_previous_set(clean_db, masked_lover):
+    _insert(clean_db, _population(60))
+    score_all_users("run-6a", GENERATED_AT, loaded=masked_lover)
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("delete from features.user_features_latest where user_id > 40"))
+
+    score_all_users("run-6b", GENERATED_AT + timedelta(hours=1), loaded=masked_lover)
+
+    table = _table(clean_db)
+    assert {r["run_id"] for r in table} == {"run-6b"}
+    assert {r["user_id"] for r in table} == set(range(1, 41))
+
+
+def test_a_failure_midway_leaves_the_previous_set_in_place(clean_db, masked_lover, monkeypatch):
+    _insert(clean_db, _population(120))
+    score_all_users("run-7a", GENERATED_AT, loaded=masked_lover)
+    before, log_before = _table(clean_db), _interactions(clean_db)
+
+    class FailsOnSecondChunk(Policy):
+        calls = 0
+
+        def action_scores(self, raw):
+            FailsOnSecondChunk.calls += 1
+            if FailsOnSecondChunk.calls == 2:
+                raise RuntimeError("model crashed")
+            return np.zeros((len(raw), N_ACTIONS))
+
+    monkeypatch.setattr(batch, "CHUNK_ROWS", 50)
+    with pytest.raises(RuntimeError, match="model crashed"):
+        score_all_users("run-7b", GENERATED_AT, loaded=LoadedPolicy(FailsOnSecondChunk(), "champion", "x/1"))
+
+    assert _table(clean_db) == before
+    assert _interactions(clean_db) == log_before
+    assert lake.list_files(f"recommendations/dt={GENERATED_AT:%Y-%m-%d}") == ["run-7a.parquet"]
+
+
+def test_when_no_user_can_be_scored_the_previous_set_stays(clean_db, masked_lover):
+    _insert(clean_db, _population(20))
+    score_all_users("run-8a", GENERATED_AT, loaded=masked_lover)
+    before = _table(clean_db)
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("update features.user_features_latest set feature_spec_version = 'v0-old'"))
+
+    with pytest.raises(BatchScoringError, match="none of the 20 users"):
+        score_all_users("run-8b", GENERATED_AT, loaded=masked_lover)
+
+    assert _table(clean_db) == before
+
+
+def test_a_run_id_that_cannot_name_a_lake_file_is_refused(engine):
+    with pytest.raises(ValueError, match="run_id"):
+        score_all_users("../escape", GENERATED_AT)

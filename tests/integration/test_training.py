@@ -1,0 +1,209 @@
+"""The training stage for real: RLlib DQN on a local Ray, MLflow on the fixture's Postgres, the gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fincoach import lake
+from fincoach.actions import N_ACTIONS, NO_ACTION, action_mask
+from fincoach.feature_spec import FEATURE_NAMES, normalise, raw_matrix
+from fincoach.policy import ExportedPolicy, write_policy_artifact
+from fincoach.policy_model import load_registered_policy
+from fincoach.settings import get_settings, reload_settings
+from fincoach.tracking import configure_mlflow
+from training import workflow
+from training.dqn import DQNArgs, build_config
+from training.env import CoachingEnv
+from training.export import check_batch, export_policy, extract_q_network, rlmodule_q_values
+from training.sample_users import sample_snapshot
+
+
+@pytest.fixture(scope="module")
+def snapshot_uri(platform_env):
+    """A feature snapshot of 400 plausible users published in the lake like the pipelines publish it."""
+    import pyarrow as pa
+
+    return lake.write_parquet(
+        pa.Table.from_pandas(sample_snapshot(400, 21)), "features/as_of=test/features.parquet"
+    )
+
+
+@pytest.fixture()
+def small_budget(monkeypatch):
+    """A tiny training budget, the evaluation size, and a registered model of this test's own."""
+    monkeypatch.setenv("FINCOACH_TRAIN_TIMESTEPS", "2000")
+    monkeypatch.setenv("FINCOACH_EVAL_USERS", "300")
+    monkeypatch.setenv("FINCOACH_MODEL_NAME", f"test-training-{uuid.uuid4().hex[:8]}")
+    reload_settings()
+    yield get_settings()
+    monkeypatch.undo()
+    reload_settings()
+
+
+class FixedChoice(nn.Module):
+    """A policy network that always prefers one action (a hand-made candidate)."""
+
+    def __init__(self, action: int):
+        super().__init__()
+        self.action = action
+        self.n_actions = N_ACTIONS
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        q = torch.zeros(obs.shape[0], self.n_actions)
+        q[:, self.action] = 1.0
+        return q
+
+
+def _through_the_workflow(train_result: dict) -> tuple[dict, dict]:
+    registered = workflow.register_candidate(workflow.evaluate_candidate(train_result))
+    return registered, workflow.promote_if_better(registered)
+
+
+def _log_fixed(tmp_path, action: int, run_id: str, uri: str) -> dict:
+    folder = write_policy_artifact(
+        tmp_path / run_id, torch.jit.script(FixedChoice(action)), {"run_id": run_id}
+    )
+    example = workflow.read_snapshot(uri)[list(FEATURE_NAMES)].head(3).astype("float64")
+    return workflow.log_candidate(folder, run_id, uri, example)
+
+
+@pytest.mark.parametrize("dueling", [True, False])
+def test_exported_q_network_equals_the_rlmodule(tmp_path, dueling):
+    users = sample_snapshot(50, 1)
+    config = build_config(users, DQNArgs()).training(dueling=dueling)
+    module = config.get_rl_module_spec(env=CoachingEnv(users=users), inference_only=True).build()
+    obs = check_batch(128)
+    np.testing.assert_allclose(
+        extract_q_network(module)(torch.from_numpy(obs)).detach().numpy(),
+        rlmodule_q_values(module, obs),
+        atol=1e-6,
+    )
+    policy = ExportedPolicy.load(export_policy(module, tmp_path / "p", {"run_id": "unit"}))
+    raw = raw_matrix(users)
+    np.testing.assert_allclose(
+        policy.action_scores(raw), rlmodule_q_values(module, normalise(raw)), atol=1e-5
+    )
+    assert policy.meta["dueling"] is dueling
+
+
+@pytest.mark.slow
+def test_full_workflow_trains_registers_and_gates_honestly(engine, snapshot_uri, small_budget, tmp_path):
+    trained = workflow.train_candidate(snapshot_uri, "test-train-1")
+    assert set(trained) >= {
+        "mlflow_run_id",
+        "model_uri",
+        "features_uri",
+        "env_steps",
+        "env_steps_per_s",
+        "train_seconds",
+    }
+    assert trained["env_steps"] >= 2000 and trained["env_steps_per_s"] > 0
+    json.dumps(trained)
+
+    registered, gate = _through_the_workflow(trained)
+    json.dumps(registered), json.dumps(gate)
+    name = small_budget.model_name
+    client = mlflow.MlflowClient()
+    version = client.get_model_version(name, gate["version"])
+    assert client.get_model_version_by_alias(name, "challenger").version == version.version
+    assert version.tags["fincoach.mlflow_run_id"] == trained["mlflow_run_id"]
+
+    # The decision follows the numbers, and is logged on the run and the version.
+    cand, rules = registered["candidate"]["mean_reward"], registered["rules"]["mean_reward"]
+    champ = registered["champion"]["mean_reward"] if registered["champion"] else None
+    assert gate["decision"] == (
+        "promoted" if cand >= rules and (champ is None or cand >= champ) else "kept_challenger"
+    )
+    run = client.get_run(trained["mlflow_run_id"])
+    assert run.info.run_name == "test-train-1"
+    assert run.data.tags["gate.decision"] == gate["decision"]
+    assert run.data.tags["gate.reason"] == gate["reason"] and f"{cand:.4f}" in gate["reason"]
+    assert client.get_model_version(name, gate["version"]).tags["gate.decision"] == gate["decision"]
+    assert run.data.metrics["eval/candidate_mean_reward"] == pytest.approx(cand)
+    assert run.data.metrics["eval/rules_mean_reward"] == pytest.approx(rules)
+    assert "train/episode_return_mean" in run.data.metrics and "train/env_steps_per_s" in run.data.metrics
+    assert run.data.params["feature_spec_version"] and run.data.params["features_uri"] == snapshot_uri
+    artifacts = {a.path for a in client.list_artifacts(trained["mlflow_run_id"], "contract")}
+    assert artifacts == {"contract/feature_spec.json", "contract/action_catalog.json"}
+
+    # A retried registration makes no second version.
+    assert workflow.register_candidate(registered)["version"] == registered["version"]
+
+    # What will be served loads without Ray, and its choices respect the mask.
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=trained["model_uri"], dst_path=str(tmp_path / "served")
+    )
+    users = workflow.read_snapshot(snapshot_uri)[list(FEATURE_NAMES)].head(100)
+    users.to_parquet(tmp_path / "users.parquet")
+    script = textwrap.dedent(f"""
+        import sys
+        import pandas as pd
+        from fincoach.actions import action_mask
+        from fincoach.feature_spec import raw_matrix
+        from fincoach.policy import ExportedPolicy
+        policy = ExportedPolicy.load({str(local)!r})
+        raw = raw_matrix(pd.read_parquet({str(tmp_path / "users.parquet")!r}))
+        actions = policy.act(raw).actions
+        assert action_mask(raw)[range(len(raw)), actions].all()
+        assert not any(m == "ray" or m.startswith("ray.") for m in sys.modules), "the policy needed Ray"
+        print("ok", len(actions))
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=os.environ.copy(), timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok 100")
+
+
+@pytest.mark.slow
+def test_a_worse_candidate_is_never_promoted_over_a_better_champion(
+    engine, snapshot_uri, small_budget, tmp_path
+):
+    configure_mlflow()
+    name = small_budget.model_name
+    client = mlflow.MlflowClient()
+    # A reasonable hand-made policy: always suggest cutting dining (it beats the rules in this simulator).
+    _, good = _through_the_workflow(_log_fixed(tmp_path, 3, "test-fixed-reduce", snapshot_uri))
+    assert good["decision"] == (
+        "promoted"
+        if good["candidate_mean_reward"] >= good["rules_mean_reward"]
+        and (
+            good["champion_mean_reward"] is None
+            or good["candidate_mean_reward"] >= good["champion_mean_reward"]
+        )
+        else "kept_challenger"
+    )
+    champion = client.get_model_version_by_alias(name, "champion")  # some policy beat the rules by now
+    champion_policy = load_registered_policy(f"models:/{name}@champion")
+    assert champion_policy.version == f"{name}/{champion.version}"
+
+    # Never coaching anyone: worse than any champion that beat the rules.
+    registered, gate = _through_the_workflow(
+        _log_fixed(tmp_path, NO_ACTION, "test-fixed-silent", snapshot_uri)
+    )
+    assert registered["champion_version"] == str(champion.version)
+    assert gate["candidate_mean_reward"] == 0.0 < gate["champion_mean_reward"]
+    assert gate["decision"] == "kept_challenger"
+    assert "< champion" in gate["reason"] and "< rules" in gate["reason"]
+    assert client.get_model_version_by_alias(name, "champion").version == champion.version
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == gate["version"]
+    run = client.get_run(registered["mlflow_run_id"])
+    assert run.data.tags["gate.decision"] == "kept_challenger"
+    assert client.get_model_version(name, gate["version"]).tags["gate.reason"] == gate["reason"]
+
+    # The kept champion still serves valid actions for every user.
+    raw = raw_matrix(workflow.read_snapshot(snapshot_uri))
+    actions = champion_policy.act(raw).actions
+    assert action_mask(raw)[np.arange(len(raw)), actions].all()
+    assert (actions < N_ACTIONS).all()

@@ -1,0 +1,176 @@
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from fincoach.actions import N_ACTIONS, NO_ACTION
+from fincoach.feature_spec import normalise, raw_matrix
+from fincoach.policy import Policy
+from fincoach.rules import RulePolicy
+from training.env import CoachingEnv
+from training.evaluate import evaluate
+from training.gate import decide
+from training.sample_users import sample_snapshot
+from training.simulator import HORIZON, REWARD_MAX, REWARD_MIN
+
+
+@pytest.fixture(scope="module")
+def users():
+    return sample_snapshot(200, 0)
+
+
+class RandomPolicy(Policy):
+    """Random scores that are a function of the state: the same state always gets the same scores."""
+
+    version = "random"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def action_scores(self, raw):
+        key = int(np.abs(raw).sum() * 1000) % (2**32)
+        return np.random.default_rng([self.seed, key]).random((len(raw), N_ACTIONS))
+
+
+class Recording(Policy):
+    """Wraps a policy and keeps every batch of raw features it was asked about."""
+
+    def __init__(self, inner):
+        self.inner, self.version, self.seen = inner, inner.version, []
+
+    def action_scores(self, raw):
+        self.seen.append(raw.copy())
+        return self.inner.action_scores(raw)
+
+
+def test_env_passes_the_gymnasium_checker(users):
+    check_env(CoachingEnv({"users": users, "seed": 1}), skip_render_check=True)
+
+
+def test_reset_with_a_seed_replays_the_same_episode(users):
+    def rollout(env):
+        obs, _ = env.reset(seed=42)
+        trace = [obs]
+        for a in [2, 3, 5, 0, 8, 1, 6, 7, 9, 4, 2, 3]:
+            obs, reward, *_ = env.step(a)
+            trace += [obs, reward]
+        return trace
+
+    a, b = rollout(CoachingEnv(users=users)), rollout(CoachingEnv(users=users))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_episode_is_truncated_after_the_horizon_never_terminated(users):
+    env = CoachingEnv({"users": users, "horizon": 5})
+    env.reset(seed=0)
+    for week in range(1, 6):
+        obs, reward, terminated, truncated, info = env.step(NO_ACTION)
+        assert not terminated
+        assert truncated == (week == 5)
+        assert info["week"] == week
+    assert CoachingEnv(users=users).horizon == HORIZON
+
+
+def test_observation_is_the_serving_transform_of_the_raw_features(users):
+    env = CoachingEnv(users=users)
+    obs, info = env.reset(seed=3)
+    np.testing.assert_array_equal(obs, normalise(env.sim.raw_features())[0])
+    assert obs.dtype == np.float32 and env.observation_space.contains(obs)
+    assert info["action_mask"].shape == (N_ACTIONS,) and info["action_mask"].dtype == bool
+
+
+def test_invalid_action_is_played_as_no_action_with_a_penalty(users):
+    env = CoachingEnv(users=users)
+    index = int(np.flatnonzero(users["debt_total"].to_numpy() <= 0)[0])  # no debt: PAY_DEBT_EXTRA is masked
+    _, info = env.reset(seed=5, options={"user_index": index})
+    assert not info["action_mask"][5]
+    _, reward, _, _, info = env.step(5)
+    assert info["invalid_action"] and info["executed_action"] == NO_ACTION and not info["accepted"]
+    assert info["reward_components"]["invalid"] < 0
+    assert reward == pytest.approx(sum(info["reward_components"].values()))
+
+
+def test_rewards_are_bounded_over_many_random_episodes(users):
+    env = CoachingEnv(users=users, seed=9)
+    rewards = []
+    for _ in range(200):
+        env.reset()
+        done = False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            rewards.append(reward)
+            done = terminated or truncated
+    assert min(rewards) >= REWARD_MIN and max(rewards) <= REWARD_MAX
+    assert np.isfinite(rewards).all()
+
+
+def test_env_takes_a_frame_records_or_an_array(users):
+    for given in (users, users.to_dict("records"), raw_matrix(users)):
+        obs, _ = CoachingEnv(users=given).reset(seed=1, options={"user_index": 7})
+        expected, _ = CoachingEnv(users=users).reset(seed=1, options={"user_index": 7})
+        np.testing.assert_array_equal(obs, expected)
+    with pytest.raises(ValueError, match="users"):
+        CoachingEnv({})
+
+
+def test_evaluating_a_policy_twice_gives_identical_numbers(users):
+    assert evaluate(RulePolicy(), users, 150, seed=4) == evaluate(RulePolicy(), users, 150, seed=4)
+    assert evaluate(RandomPolicy(), users, 150, seed=4) == evaluate(RandomPolicy(), users, 150, seed=4)
+
+
+def test_rules_and_random_policy_meet_identical_users(users):
+    rules, random = Recording(RulePolicy()), Recording(RandomPolicy())
+    evaluate(rules, users, 150, seed=4)
+    evaluate(random, users, 150, seed=4)
+    np.testing.assert_array_equal(rules.seen[0], random.seen[0])
+    assert not np.array_equal(rules.seen[-1], random.seen[-1])  # and then the policies make a difference
+
+
+def test_evaluation_summary_is_complete(users):
+    summary = evaluate(RulePolicy(), users, 100, seed=1)
+    assert summary["n_users"] == 100 and summary["horizon"] == HORIZON
+    assert set(summary["components"]) == {"health", "goal", "fatigue", "overdraft", "invalid"}
+    assert summary["mean_reward"] == pytest.approx(sum(summary["components"].values()))
+    assert sum(summary["action_mix"].values()) == pytest.approx(1.0)
+    assert 0.0 <= summary["acceptance_rate"] <= 1.0
+    assert summary["stderr_reward"] > 0
+    assert summary["components"]["invalid"] == 0.0  # Policy.act never picks a masked action
+
+
+def test_never_coaching_is_worse_than_the_rules(users):
+    class Silent(Policy):
+        version = "silent"
+
+        def action_scores(self, raw):
+            scores = np.zeros((len(raw), N_ACTIONS))
+            scores[:, NO_ACTION] = 1.0
+            return scores
+
+    silent = evaluate(Silent(), users, 300, seed=2)
+    assert silent["mean_reward"] == 0.0 and silent["nudge_rate"] == 0.0
+    assert evaluate(RulePolicy(), users, 300, seed=2)["mean_reward"] > 0.0
+
+
+@pytest.mark.parametrize(
+    ("cand", "rules", "champ", "tol", "promote"),
+    [
+        (0.30, 0.20, None, 0.0, True),
+        (0.20, 0.20, None, 0.0, True),  # a tie passes
+        (0.19, 0.20, None, 0.0, False),
+        (0.30, 0.20, 0.35, 0.0, False),
+        (0.30, 0.20, 0.31, 0.02, True),
+        (0.10, 0.20, 0.05, 0.0, False),  # beating a weak champion is not enough
+    ],
+)
+def test_gate_promotes_only_a_candidate_at_least_as_good_as_rules_and_champion(
+    cand, rules, champ, tol, promote
+):
+    ok, reason = decide(
+        {"mean_reward": cand}, {"mean_reward": rules}, None if champ is None else {"mean_reward": champ}, tol
+    )
+    assert ok is promote
+    assert f"{cand:.4f}" in reason and f"rules {rules:.4f}" in reason
+    if champ is not None:
+        assert f"champion {champ:.4f}" in reason
+    else:
+        assert "no champion" in reason

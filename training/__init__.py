@@ -1,0 +1,1 @@
+"""Training stage: user simulator and environment, RLlib agents, export, evaluation, promotion gate."""

@@ -1,0 +1,181 @@
+"""DQN on the coaching environment with RLlib's new API stack (RLModule, Learner, EnvRunner).
+
+Every RLlib setting we change from its default is a field of `DQNArgs`, so the whole agent is on one
+screen; `build_config` is the only place they meet RLlib. Run as a script for a quick look:
+
+    .venv/bin/python -m training.dqn  # trains on a random snapshot, prints the curve and the speed
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fincoach.feature_spec import raw_matrix
+from fincoach.settings import get_settings
+from training.env import CoachingEnv
+from training.simulator import HORIZON
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DQNArgs:
+    """Every RLlib DQN setting that differs from RLlib's default, plus our budget and seed.
+
+    Left at RLlib's defaults: dueling and double Q on, Adam, Huber loss, target network synced every
+    500 steps, 1000 env steps per `train()` call (one point of the training curve), sampling in the
+    driver process (num_env_runners=0: fastest for a cheap env on a few CPUs).
+    """
+
+    total_timesteps: int = 20_000  # env steps to train for (settings.train_timesteps in the workflow)
+    seed: int = 7  # seeds RLlib: module init, exploration, and each environment's first reset (RLlib: None)
+    horizon: int = HORIZON  # weeks per episode (env_config)
+    fcnet_hiddens: list[int] = field(default_factory=lambda: [64, 64])  # encoder MLP (RLlib: [256, 256])
+    fcnet_activation: str = "relu"  # encoder activation (RLlib: tanh)
+    gamma: float = 0.95  # discount; episodes are 12 weeks (RLlib: 0.99)
+    lr: float = 1e-3  # Adam learning rate (RLlib DQN: 5e-4)
+    n_step: int = 3  # n-step returns: a nudge pays off over the following weeks (RLlib: 1)
+    num_envs_per_env_runner: int = 8  # users simulated side by side, one batched forward pass (RLlib: 1)
+    rollout_fragment_length: int = 8  # steps per env and sampling call, 64 in all (RLlib: "auto" = n_step)
+    train_batch_size_per_learner: int = 128  # transitions per gradient step (RLlib DQN: 32)
+    training_intensity: float = 2.0  # replayed / sampled transitions, pinned (RLlib: None = 128 / 64 here)
+    replay_capacity: int = 50_000  # uniform EpisodeReplayBuffer of this size (RLlib: prioritised, 50_000)
+    num_steps_sampled_before_learning_starts: int = 500  # warm-up env steps (RLlib: 1000)
+    epsilon_final: float = 0.05  # exploration rate at the end of the schedule (RLlib: 0.05)
+    epsilon_fraction: float = 0.5  # share of the budget over which epsilon decays from 1 (RLlib: 10k steps)
+
+    def epsilon_schedule(self) -> list[tuple[int, float]]:
+        """Piecewise-linear epsilon schedule in env steps, as RLlib expects it."""
+        return [(0, 1.0), (max(1, int(self.epsilon_fraction * self.total_timesteps)), self.epsilon_final)]
+
+
+def build_config(users: Any, args: DQNArgs) -> Any:
+    """The RLlib DQNConfig of `args`, with the snapshot users as env_config."""
+    from ray.rllib.algorithms.dqn import DQNConfig
+
+    return (
+        DQNConfig()
+        # No env seed here: RLlib seeds every sub-environment itself from debugging(seed=...).
+        .environment(CoachingEnv, env_config={"users": raw_matrix(users), "horizon": args.horizon})
+        .framework("torch")
+        .env_runners(
+            num_envs_per_env_runner=args.num_envs_per_env_runner,
+            rollout_fragment_length=args.rollout_fragment_length,
+        )
+        .training(
+            gamma=args.gamma,
+            lr=args.lr,
+            n_step=args.n_step,
+            train_batch_size_per_learner=args.train_batch_size_per_learner,
+            training_intensity=args.training_intensity,
+            replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": args.replay_capacity},
+            num_steps_sampled_before_learning_starts=args.num_steps_sampled_before_learning_starts,
+            epsilon=args.epsilon_schedule(),
+        )
+        .rl_module(
+            model_config={
+                "fcnet_hiddens": list(args.fcnet_hiddens),
+                "fcnet_activation": args.fcnet_activation,
+            }
+        )
+        .debugging(seed=args.seed)
+    )
+
+
+def _start_ray() -> bool:
+    """Connect to RAY_ADDRESS or start a local Ray; True if this call started it (so we stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    s = get_settings()
+    ray.init(
+        address=s.ray_address,
+        num_cpus=None if s.ray_address else s.ray_num_cpus,
+        include_dashboard=False,
+        ignore_reinit_error=True,
+    )
+    return True
+
+
+def train_dqn(users: Any, args: DQNArgs) -> tuple[Any, dict]:
+    """Train DQN for `args.total_timesteps` env steps on users drawn from the snapshot.
+
+    Returns the trained RLModule (a torch module computing Q-values) and metrics: `curve` (one row per
+    iteration: env steps, mean episode return), `env_steps`, `train_seconds`, `env_steps_per_s`.
+    """
+    from ray.rllib.utils.metrics import (
+        ENV_RUNNER_RESULTS,
+        EPISODE_RETURN_MEAN,
+        NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    )
+
+    started = _start_ray()
+    algo = None
+    try:
+        algo = build_config(users, args).build_algo()
+        curve: list[dict[str, float]] = []
+        env_steps = 0
+        t0 = time.perf_counter()
+        while env_steps < args.total_timesteps:
+            result = algo.train()
+            runners = result.get(ENV_RUNNER_RESULTS, {})
+            env_steps = int(runners.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, env_steps))
+            ret = runners.get(EPISODE_RETURN_MEAN, float("nan"))
+            curve.append(
+                {"iteration": len(curve) + 1, "env_steps": env_steps, "episode_return_mean": float(ret)}
+            )
+            log.info("iteration %d: %d env steps, episode return %.3f", len(curve), env_steps, ret)
+        seconds = time.perf_counter() - t0
+        module = algo.get_module()
+        module.eval()
+    finally:
+        if algo is not None:
+            algo.stop()
+        if started:
+            import ray
+
+            ray.shutdown()
+    metrics = {
+        "curve": curve,
+        "env_steps": env_steps,
+        "train_seconds": seconds,
+        "env_steps_per_s": env_steps / seconds if seconds > 0 else 0.0,
+        "args": asdict(args),
+    }
+    return module, metrics
+
+
+def main() -> None:
+    """Train on a random snapshot and print the curve and speed (a smoke run without the platform)."""
+    import argparse
+
+    from training.sample_users import sample_snapshot
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--timesteps", type=int, default=DQNArgs.total_timesteps)
+    parser.add_argument("--users", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=DQNArgs.seed)
+    ns = parser.parse_args()
+    _, metrics = train_dqn(
+        sample_snapshot(ns.users, ns.seed), DQNArgs(total_timesteps=ns.timesteps, seed=ns.seed)
+    )
+    for row in metrics["curve"]:
+        print(
+            f"iter {row['iteration']:3d}  steps {row['env_steps']:6d}  "
+            f"return {row['episode_return_mean']:.3f}"
+        )
+    print(
+        f"{metrics['env_steps']} env steps in {metrics['train_seconds']:.1f} s: "
+        f"{metrics['env_steps_per_s']:.0f} env steps/s (mean return of the last iteration "
+        f"{np.nan_to_num(metrics['curve'][-1]['episode_return_mean']):.3f})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""The training stage as the fincoach_training DAG runs it: train → evaluate → register → promote.
+
+Each function takes and returns a small JSON-able dict (passed between Airflow tasks as XCom). Models
+live in MLflow: the candidate is logged with `fincoach.policy_model.log_policy` in a run named after
+the DAG run, registered as `settings.model_name` with alias `challenger`, and gets alias `champion`
+only through the gate (`training.gate.decide`).
+
+Users are split by a hash of `user_id`: one in five is held out of training and used for evaluation
+(all users for both when the snapshot is too small to hold out `MIN_HOLDOUT_USERS`). Every policy
+is evaluated on the same simulated users with the same seeds (`settings.train_seed`).
+
+Reruns: registering is keyed on the MLflow run, so a retried `register_candidate` reuses the version it
+made; the gate sets aliases and tags, which a retry sets to the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fincoach import lake
+from fincoach.actions import ACTION_CATALOG_VERSION, catalog_document
+from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, normalise, raw_matrix, spec_document
+from fincoach.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+HOLDOUT_SHARE = 5  # one user in this many is held out of training for evaluation
+MIN_HOLDOUT_USERS = 20
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class SnapshotError(ValueError):
+    """The feature snapshot cannot be read or does not match the feature spec."""
+
+
+def read_snapshot(features_uri: str) -> pd.DataFrame:
+    """The snapshot at `features_uri` (a lake URI or a local Parquet path): user_id and every feature."""
+    prefix = lake.uri("")
+    if features_uri.startswith(prefix):
+        frame = lake.read_table(features_uri.removeprefix(prefix)).to_pandas()
+    elif "://" not in features_uri or features_uri.startswith("file://"):
+        path = Path(features_uri.removeprefix("file://"))
+        if not path.exists():
+            raise SnapshotError(f"no feature snapshot at {path}: publish one first (the fincoach_hourly DAG)")
+        frame = pd.read_parquet(path)
+    else:
+        raise SnapshotError(f"{features_uri} is neither under the lake ({prefix}) nor a local path")
+    missing = [c for c in ("user_id", *FEATURE_NAMES) if c not in frame.columns]
+    if missing:
+        raise SnapshotError(
+            f"snapshot {features_uri} lacks {', '.join(missing)}: it was not built with this feature spec"
+        )
+    if frame.empty:
+        raise SnapshotError(f"snapshot {features_uri} has no users")
+    return frame
+
+
+def split_users(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training users, held-out evaluation users), by a stable hash of user_id."""
+    bucket = frame["user_id"].map(lambda u: zlib.crc32(str(u).encode()) % HOLDOUT_SHARE)
+    holdout = (bucket == 0).to_numpy()
+    if holdout.sum() < MIN_HOLDOUT_USERS or holdout.all():
+        return frame, frame
+    return frame[~holdout], frame[holdout]
+
+
+def _input_example(frame: pd.DataFrame) -> pd.DataFrame:
+    # Every feature is float64 in the spec: an int column here would make the signature refuse floats.
+    return frame[list(FEATURE_NAMES)].head(5).astype("float64").reset_index(drop=True)
+
+
+@contextmanager
+def _policy_pickles_without_loaded_model() -> Iterator[None]:
+    """While logging: drop the loaded policy from PolicyPyfunc's pickled state.
+
+    MLflow infers the signature by calling `load_context` on the very instance it then pickles, and a
+    TorchScript module cannot be pickled. Remove this once fincoach.policy_model.PolicyPyfunc defines
+    `__getstate__` itself (the pickled class and the stored format are unchanged either way).
+    """
+    from fincoach.policy_model import PolicyPyfunc
+
+    if "__getstate__" in vars(PolicyPyfunc):
+        yield
+        return
+
+    def getstate(self: Any) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "policy"}
+
+    PolicyPyfunc.__getstate__ = getstate
+    try:
+        yield
+    finally:
+        del PolicyPyfunc.__getstate__
+
+
+def log_candidate(
+    folder: str | Path,
+    run_id: str,
+    features_uri: str,
+    input_example: pd.DataFrame,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    curve: list[dict[str, float]] | None = None,
+) -> dict:
+    """Log an exported policy folder (write_policy_artifact) as a candidate in a new MLflow run `run_id`.
+
+    `metrics` go to the run as `train/<key>`; `total_env_steps`, `env_steps_per_s` and `seconds` also
+    fill the returned train result, the same dict `train_candidate` returns.
+    """
+    import mlflow
+
+    from fincoach.policy_model import log_policy
+    from fincoach.tracking import configure_mlflow
+
+    configure_mlflow()
+    metrics = metrics or {}
+    with mlflow.start_run(run_name=run_id) as run:
+        mlflow.set_tags({"fincoach.run_id": run_id, "fincoach.stage": "candidate"})
+        mlflow.log_params(
+            {
+                **{k: str(v) for k, v in (params or {}).items()},
+                "feature_spec_version": FEATURE_SPEC_VERSION,
+                "action_catalog_version": ACTION_CATALOG_VERSION,
+                "features_uri": features_uri,
+            }
+        )
+        for row in curve or []:  # one point per training iteration
+            points = {f"train/{k}": float(row[k]) for k in ("episode_return_mean", "env_steps") if k in row}
+            mlflow.log_metrics(
+                {k: v for k, v in points.items() if math.isfinite(v)}, step=int(row["iteration"])
+            )
+        mlflow.log_metrics({f"train/{k}": float(v) for k, v in metrics.items()})
+        mlflow.log_dict(spec_document(), "contract/feature_spec.json")
+        mlflow.log_dict(catalog_document(), "contract/action_catalog.json")
+        with _policy_pickles_without_loaded_model():
+            info = log_policy(folder, input_example=input_example)
+    return {
+        "run_id": run_id,
+        "mlflow_run_id": run.info.run_id,
+        "model_uri": info.model_uri,
+        "features_uri": features_uri,
+        "env_steps": int(metrics.get("total_env_steps", 0)),
+        "env_steps_per_s": float(metrics.get("env_steps_per_s", 0.0)),
+        "train_seconds": float(metrics.get("seconds", 0.0)),
+    }
+
+
+def train_candidate(features_uri: str, run_id: str) -> dict:
+    """Train a DQN candidate on the snapshot, export it and log it to MLflow; the run and model URIs."""
+    from training.dqn import DQNArgs, train_dqn
+    from training.export import check_batch, export_policy
+    from training.simulator import SIMULATOR_VERSION
+
+    s = get_settings()
+    frame = read_snapshot(features_uri)
+    train_users, eval_users = split_users(frame)
+    args = DQNArgs(total_timesteps=s.train_timesteps, seed=s.train_seed)
+    module, result = train_dqn(train_users, args)
+    real_obs = normalise(raw_matrix(train_users.head(256)))
+    with tempfile.TemporaryDirectory(prefix="fincoach-export-") as tmp:
+        folder = export_policy(
+            module,
+            Path(tmp) / "policy",
+            meta={"run_id": run_id, "features_uri": features_uri, "trained_env_steps": result["env_steps"]},
+            obs=np.concatenate([real_obs, check_batch()]),
+        )
+        params = {
+            **{f"dqn.{k}": v for k, v in asdict(args).items()},
+            "simulator_version": SIMULATOR_VERSION,
+            "train_users": len(train_users),
+            "eval_users_available": len(eval_users),
+        }
+        metrics = {
+            "total_env_steps": result["env_steps"],
+            "env_steps_per_s": result["env_steps_per_s"],
+            "seconds": result["train_seconds"],
+        }
+        return log_candidate(
+            folder, run_id, features_uri, _input_example(frame), params, metrics, result["curve"]
+        )
+
+
+def _champion() -> tuple[Any, str | None, str | None]:
+    """(policy, version, why it could not be loaded) of the current champion; (None, None, None) if none."""
+    from mlflow import MlflowClient
+
+    from fincoach.policy import IncompatibleModelError
+    from fincoach.policy_model import load_registered_policy
+
+    name = get_settings().model_name
+    client = MlflowClient()
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        return None, None, None
+    version = client.get_registered_model(name).aliases.get(CHAMPION)
+    if version is None:
+        return None, None, None
+    try:
+        return load_registered_policy(f"models:/{name}/{version}"), str(version), None
+    except IncompatibleModelError as exc:  # trained on another spec: it cannot be served by this code either
+        log.warning("champion %s/%s not evaluated: %s", name, version, exc)
+        return None, str(version), str(exc)
+
+
+def _eval_metrics(who: str, summary: dict) -> dict[str, float]:
+    out = {
+        f"eval/{who}_{k}": float(summary[k])
+        for k in ("mean_reward", "stderr_reward", "acceptance_rate", "nudge_rate")
+    }
+    out |= {f"eval/{who}_component/{k}": v for k, v in summary["components"].items()}
+    out |= {f"eval/{who}_action_mix/{k}": v for k, v in summary["action_mix"].items()}
+    return out
+
+
+def evaluate_candidate(train_result: dict) -> dict:
+    """Evaluate the candidate (as it will be served), the rules and the champion on the same users."""
+    import mlflow
+
+    from fincoach.policy_model import load_registered_policy
+    from fincoach.rules import RulePolicy
+    from fincoach.tracking import configure_mlflow
+    from training.evaluate import evaluate
+
+    s = get_settings()
+    configure_mlflow()
+    _, eval_users = split_users(read_snapshot(train_result["features_uri"]))
+    candidate = load_registered_policy(train_result["model_uri"])
+    champion_policy, champion_version, champion_error = _champion()
+    results = {
+        "candidate": evaluate(candidate, eval_users, s.eval_users, s.train_seed),
+        "rules": evaluate(RulePolicy(), eval_users, s.eval_users, s.train_seed),
+        "champion": evaluate(champion_policy, eval_users, s.eval_users, s.train_seed)
+        if champion_policy
+        else None,
+    }
+    metrics = {k: v for who, r in results.items() if r is not None for k, v in _eval_metrics(who, r).items()}
+    client = mlflow.MlflowClient()
+    run_id = train_result["mlflow_run_id"]
+    client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, 0, 0) for k, v in metrics.items()])
+    client.log_dict(run_id, {**results, "champion_version": champion_version}, "evaluation.json")
+    client.set_tag(run_id, "eval.champion_version", champion_version or "none")
+    out = {**train_result, **results, "champion_version": champion_version}
+    if champion_error:
+        out["champion_error"] = champion_error
+    return out
+
+
+def register_candidate(eval_result: dict) -> dict:
+    """Register the candidate as a new version of settings.model_name with alias `challenger`."""
+    import mlflow
+
+    from fincoach.tracking import configure_mlflow
+
+    configure_mlflow()
+    name = get_settings().model_name
+    client = mlflow.MlflowClient()
+    run_id = eval_result["mlflow_run_id"]
+    existing = client.search_model_versions(f"name = '{name}' and tags.`fincoach.mlflow_run_id` = '{run_id}'")
+    if existing:  # a retry: the version was made already
+        version = str(existing[0].version)
+    else:
+        version = str(
+            mlflow.register_model(
+                eval_result["model_uri"], name, tags={"fincoach.mlflow_run_id": run_id}
+            ).version
+        )
+    tags = {
+        "fincoach.run_id": eval_result.get("run_id", ""),
+        "feature_spec_version": FEATURE_SPEC_VERSION,
+        "action_catalog_version": ACTION_CATALOG_VERSION,
+        "eval.candidate_mean_reward": f"{eval_result['candidate']['mean_reward']:.6f}",
+        "eval.rules_mean_reward": f"{eval_result['rules']['mean_reward']:.6f}",
+        "eval.champion_mean_reward": (
+            f"{eval_result['champion']['mean_reward']:.6f}" if eval_result.get("champion") else "none"
+        ),
+        "eval.champion_version": eval_result.get("champion_version") or "none",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    client.set_tag(run_id, "registry.version", version)
+    return {**eval_result, "version": version}
+
+
+def promote_if_better(register_result: dict) -> dict:
+    """Set alias `champion` on the candidate iff the gate passes; log the decision on the run and version."""
+    import mlflow
+
+    from fincoach.tracking import configure_mlflow
+    from training.gate import decide
+
+    configure_mlflow()
+    name = get_settings().model_name
+    client = mlflow.MlflowClient()
+    version = register_result["version"]
+    candidate, rules, champion = (
+        register_result["candidate"],
+        register_result["rules"],
+        register_result.get("champion"),
+    )
+    promote, reason = decide(candidate, rules, champion)
+    if register_result.get("champion_error"):
+        champion_version, error = register_result["champion_version"], register_result["champion_error"]
+        reason += f"; champion version {champion_version} not evaluated: {error}"
+    if promote:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    decision = "promoted" if promote else "kept_challenger"
+    run_id = register_result["mlflow_run_id"]
+    for key, value in (("gate.decision", decision), ("gate.reason", reason)):
+        client.set_tag(run_id, key, value)
+        client.set_model_version_tag(name, version, key, value)
+    log.info("gate for %s version %s: %s", name, version, reason)
+    return {
+        "version": version,
+        "decision": decision,
+        "reason": reason,
+        "champion_version": version if promote else register_result.get("champion_version"),
+        "previous_champion_version": register_result.get("champion_version"),
+        "candidate_mean_reward": candidate["mean_reward"],
+        "rules_mean_reward": rules["mean_reward"],
+        "champion_mean_reward": champion["mean_reward"] if champion else None,
+    }
