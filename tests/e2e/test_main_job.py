@@ -77,7 +77,7 @@ def test_main_job_registers_a_version_with_an_alias_and_logs_the_gate_decision(e
     aliases = set(version.aliases)
     assert "challenger" in aliases or "champion" in aliases
     if gate["decision"] == "promoted":
-        assert client.get_model_version_by_alias(name, "champion").version == gate["version"]
+        assert str(client.get_model_version_by_alias(name, "champion").version) == str(gate["version"])
     run = client.get_run(version.run_id)
     assert run.data.tags.get("gate.decision") == gate["decision"]
 
