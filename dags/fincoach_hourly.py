@@ -30,52 +30,46 @@ from fincoach.orchestration import FEATURES_ASSET
 def fincoach_hourly():
     @task
     def extract() -> dict:
-        from pipelines.extract import extract_all
-
         from fincoach.db import get_engine
         from fincoach.orchestration import interval_end, run_id, run_step
+        from pipelines.extract import extract_all
 
         return run_step("extract", extract_all, get_engine(), interval_end(), run_id())
 
     @task
     def validate_raw(extracted: dict) -> dict:
-        from pipelines.validation import validate_raw
-
         from fincoach.orchestration import run_id, run_step
+        from pipelines.validation import validate_raw
 
         return run_step("validate_raw", validate_raw, extracted, run_id())
 
     @task
     def dbt_build(raw_validation: dict) -> dict:
-        from pipelines.analytics_build import build_analytics
-
         from fincoach.orchestration import run_id, run_step
+        from pipelines.analytics_build import build_analytics
 
         return run_step("dbt_build", build_analytics, run_id())
 
     @task
     def build_features(dbt_result: dict) -> dict:
-        from pipelines.features import build_features
-
         from fincoach.db import get_engine
         from fincoach.orchestration import interval_end, run_id, run_step
+        from pipelines.features import build_features
 
         return run_step("build_features", build_features, get_engine(), interval_end(), run_id())
 
     @task
     def validate_features(built: dict) -> dict:
-        from pipelines.validation import validate_features
-
         from fincoach.orchestration import run_id, run_step
+        from pipelines.validation import validate_features
 
         run_step("validate_features", validate_features, built, run_id())
         return built
 
     @task(outlets=[Asset(FEATURES_ASSET)])
     def publish_features(built: dict) -> dict:
-        from pipelines.features import publish_features
-
         from fincoach.orchestration import run_id, run_step
+        from pipelines.features import publish_features
 
         return run_step("publish_features", publish_features, built, run_id())
 

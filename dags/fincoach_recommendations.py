@@ -29,9 +29,8 @@ from fincoach.orchestration import FEATURES_ASSET, MODEL_ASSET
 def fincoach_recommendations():
     @task
     def score_all_users() -> dict:
-        from serving.batch import score_all_users
-
         from fincoach.orchestration import interval_end, run_id, run_step
+        from serving.batch import score_all_users
 
         return run_step("score_all_users", score_all_users, run_id(), interval_end())
 

@@ -39,33 +39,29 @@ def fincoach_training():
 
     @task
     def train_candidate(features_uri: str) -> dict:
-        from training.workflow import train_candidate
-
         from fincoach.orchestration import run_id, run_step
+        from training.workflow import train_candidate
 
         return run_step("train_candidate", train_candidate, features_uri, run_id())
 
     @task
     def evaluate_candidate(trained: dict) -> dict:
-        from training.workflow import evaluate_candidate
-
         from fincoach.orchestration import run_step
+        from training.workflow import evaluate_candidate
 
         return run_step("evaluate_candidate", evaluate_candidate, trained)
 
     @task
     def register_candidate(evaluated: dict) -> dict:
-        from training.workflow import register_candidate
-
         from fincoach.orchestration import run_step
+        from training.workflow import register_candidate
 
         return run_step("register_candidate", register_candidate, evaluated)
 
     @task(outlets=[Asset(MODEL_ASSET)])
     def promote_if_better(registered: dict) -> dict:
-        from training.workflow import promote_if_better
-
         from fincoach.orchestration import run_step
+        from training.workflow import promote_if_better
 
         return run_step("promote_if_better", promote_if_better, registered)
 

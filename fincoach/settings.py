@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     recommendations_per_user: int = 3
     # Share of traffic on which the served policy explores uniformly (gives every action a propensity > 0).
     serving_epsilon: float = 0.05
+    # API keys accepted by the HTTP services (ingestion API, scorer), comma-separated. Unset: auth is off
+    # and the services say so at start-up and in /healthz. Health checks never need a key.
+    api_keys: str | None = None
 
     @property
     def home_dir(self) -> Path:

@@ -75,13 +75,12 @@ def _expectations(configs: list[dict], where: str) -> list[Any]:
 
 def _context() -> Any:
     """An ephemeral GE context: in-memory stores, no progress bars, nothing written to disk."""
+    import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
         ProgressBarsConfig,
     )
-
-    import great_expectations as gx
 
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(),
