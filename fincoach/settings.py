@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # API keys accepted by the HTTP services (ingestion API, scorer), comma-separated. Unset: auth is off
     # and the services say so at start-up and in /healthz. Health checks never need a key.
     api_keys: str | None = None
+    # Key of the keyed hash that pseudonymises user ids in the lake and in MLflow (fincoach.pseudonym).
+    # The default is for a laptop only: set your own secret anywhere real data flows.
+    pseudonym_key: str = "fincoach-dev-pseudonym-key"
 
     @property
     def home_dir(self) -> Path:

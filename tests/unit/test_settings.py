@@ -33,3 +33,13 @@ def test_a_database_url_that_is_not_postgres_is_rejected_with_a_clear_message(mo
     finally:
         monkeypatch.undo()
         reload_settings()
+
+
+def test_pseudonyms_are_stable_keyed_and_not_the_id():
+    from fincoach.pseudonym import is_pseudonym, pseudonymise, pseudonymise_many
+
+    assert pseudonymise(42, "k1") == pseudonymise("42", "k1")
+    assert pseudonymise(42, "k1") != pseudonymise(42, "k2")
+    assert pseudonymise(42, "k1") != pseudonymise(43, "k1")
+    assert pseudonymise_many([1, 2], "k1") == [pseudonymise(1, "k1"), pseudonymise(2, "k1")]
+    assert is_pseudonym(pseudonymise(7)) and not is_pseudonym("7")
