@@ -11,6 +11,7 @@ import time
 import pandas as pd
 import sqlalchemy as sa
 
+from pipelines.market import generate_market
 from pipelines.synthetic import TABLES, generate
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ def seed(engine: sa.Engine, users: int, days: int, seed: int, end: dt.date | Non
     """Generate `users` synthetic users over `days` days before `end` (default today, UTC) into schema app.
 
     Rerun-safe: rows whose id (or unique key) is already there are left alone. Returns
-    {"generated": {table: rows}, "inserted": {table: rows}}.
+    {"generated": {table: rows}, "inserted": {table: rows}} for the user tables; the market conditions of
+    the period (pipelines.market) go to app.market_conditions too, days already there are kept.
     """
     end = end or dt.datetime.now(dt.UTC).date()
     _check(users, days, seed, end)
@@ -90,5 +92,8 @@ def seed(engine: sa.Engine, users: int, days: int, seed: int, end: dt.date | Non
                     f"select setval(pg_get_serial_sequence('app.{table}', '{pk}'), "
                     f"coalesce((select max({pk}) from app.{table}), 0) + 1, false)"
                 )
+            market = generate_market(days, seed, end)
+            market_inserted = _load_table(cursor, "market_conditions", market)
     log.info("seed done: %s rows inserted in %.1fs", f"{sum(inserted.values()):,}", time.perf_counter() - started)
+    log.info("app.market_conditions: %d days generated, %d inserted", len(market), market_inserted)
     return {"generated": generated, "inserted": inserted}

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from fincoach import lake
 from fincoach.actions import N_ACTIONS
 from fincoach.db import get_engine
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION
+from pipelines.feature_validation import group_suites
 from pipelines.features import KEY_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -187,7 +189,7 @@ def _record(summary: dict, outcomes: list[dict]) -> None:
         "critical_failed": summary["critical_failed"],
         "warnings": summary["warnings"],
         "failed_expectations": [o for o in outcomes if not o["success"]],
-        **{k: v for k, v in summary.items() if k in {"tables", "skipped", "unchecked_tables", "staging_path"}},
+        **{k: v for k, v in summary.items() if k in {"tables", "skipped", "unchecked_tables", "staging_path", "distribution"}},
     }
     with get_engine().begin() as conn:
         conn.execute(
@@ -272,7 +274,7 @@ def validate_raw(extract_result: dict, run_id: str) -> dict:
 
 
 def validate_features(build_result: dict, run_id: str) -> dict:
-    """Validate the staged feature snapshot of `build_result` against the features suite; record; raise on critical."""
+    """Validate a staged feature snapshot: the table suite, then one suite per feature group; record; raise on critical."""
     started = time.perf_counter()
     suite = load_suite(FEATURES_SUITE)
     frame = _read_frame(build_result["staging_path"])
@@ -280,10 +282,22 @@ def validate_features(build_result: dict, run_id: str) -> dict:
         "snapshot_columns": [*KEY_COLUMNS, *FEATURE_NAMES],
         "feature_spec_versions": [FEATURE_SPEC_VERSION],
     }
-    outcomes = _run_suite(_context(), FEATURES_SUITE, frame, suite["expectations"], parameters, FEATURES_SUITE)
+    ctx = _context()
+    outcomes = _run_suite(ctx, FEATURES_SUITE, frame, suite["expectations"], parameters, FEATURES_SUITE)
+    as_of = datetime.fromisoformat(build_result["as_of"]) if build_result.get("as_of") else datetime.now(UTC)
+    groups, distribution = group_suites(load_suite, as_of, len(frame))
+    tables: dict[str, dict] = {}
+    for name, configs in groups:
+        group_outcomes = _run_suite(ctx, name, frame, configs, parameters, name)
+        for o in group_outcomes:
+            o["table"] = name
+        outcomes += group_outcomes
+        tables[name] = {"evaluated": len(group_outcomes), "failed": sum(not o["success"] for o in group_outcomes)}
     extra = {
         "rows": len(frame),
         "staging_path": build_result["staging_path"],
+        "tables": tables,
+        "distribution": distribution,
         "seconds": round(time.perf_counter() - started, 2),
     }
     return _gate(_summarise(FEATURES_SUITE, run_id, outcomes, extra), outcomes)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -12,12 +12,15 @@ import sqlalchemy as sa
 
 from fincoach import lake
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURES
+from fincoach.pseudonym import is_pseudonym, pseudonymise
 from pipelines.analytics_build import build_analytics
 from pipelines.features import FeatureBuildError, build_features, load_snapshot, publish_features
 
 pytestmark = pytest.mark.slow
 
 AS_OF = datetime(2025, 4, 1, tzinfo=UTC)  # window: the 30 UTC days March 2nd .. March 31st
+REAL_ID = {pseudonymise(u): u for u in (1, 2, 3)}
+MARKET_START = datetime(2024, 12, 1, tzinfo=UTC)
 
 
 def _insert(conn: sa.Connection, table: str, rows: list[dict]) -> None:
@@ -38,8 +41,9 @@ def seed_hand_crafted(engine: sa.Engine) -> None:
         conn.execute(sa.text("truncate app.users restart identity cascade"))
         _insert(conn, "users", [
             {"user_id": u, "created_at": c, "birth_year": b, "income_band": "middle", "pay_frequency": "monthly",
-             "monthly_income": 4000, "region": "north", "device_type": "ios", "risk_tolerance": "low"}
-            for u, c, b in [(1, "2025-01-01Z", 1985), (2, "2025-01-01Z", 2000), (3, "2025-04-10Z", 1990)]
+             "monthly_income": 4000, "region": "north", "device_type": d, "risk_tolerance": r}
+            for u, c, b, d, r in [(1, "2025-01-01Z", 1985, "ios", "low"), (2, "2025-01-01Z", 2000, "web", "high"),
+                                  (3, "2025-04-10Z", 1990, "android", "medium")]
         ])
         # current balances include the flows after AS_OF below: checking -100 -500, savings +500
         _insert(conn, "accounts", [
@@ -48,6 +52,7 @@ def seed_hand_crafted(engine: sa.Engine) -> None:
         ])
         _insert(conn, "transactions", [
             _tx(1, 1, 4000, "income", "2025-02-20T09:00Z"),  # before the window: first day of activity
+            _tx(1, 1, -300, "groceries", "2025-02-25T09:00Z"),  # the 10 days of history before the window
             _tx(1, 1, 4000, "income", "2025-03-05T09:00Z"),
             _tx(1, 1, -1500, "rent", "2025-03-06T09:00Z"),
             _tx(1, 1, -300, "groceries", "2025-03-10T09:00Z"),
@@ -55,6 +60,11 @@ def seed_hand_crafted(engine: sa.Engine) -> None:
             _tx(1, 1, -1000, "savings_transfer", "2025-03-15T09:00Z"),
             _tx(1, 2, 1000, "savings_transfer", "2025-03-15T09:00Z"),
             _tx(1, 1, -250, "debt_payment", "2025-03-20T09:00Z"),
+            _tx(1, 1, -100, "savings_transfer", "2025-03-20T09:00Z"),  # savings in 3 weeks in a row
+            _tx(1, 2, 100, "savings_transfer", "2025-03-20T09:00Z"),
+            _tx(1, 1, -100, "savings_transfer", "2025-03-28T09:00Z"),
+            _tx(1, 2, 100, "savings_transfer", "2025-03-28T09:00Z"),
+            _tx(1, 1, -100, "shopping", "2025-03-29T15:00Z"),  # a Saturday in the last 7 days of March
             _tx(1, 1, -100, "groceries", "2025-04-02T09:00Z"),  # after AS_OF
             _tx(1, 1, -500, "savings_transfer", "2025-04-03T09:00Z"),
             _tx(1, 2, 500, "savings_transfer", "2025-04-03T09:00Z"),
@@ -72,9 +82,25 @@ def seed_hand_crafted(engine: sa.Engine) -> None:
             {"user_id": 1, "goal_type": "car", "target_amount": 500, "current_amount": 0,
              "target_date": "2025-06-30", "status": "achieved", "created_at": "2025-01-01Z"},
         ])
-        _insert(conn, "user_sessions", [
-            {"user_id": 1, "session_id": s, "start_time": t} for s, t in
-            [("s1", "2025-02-15T10:00Z"), ("s2", "2025-03-20T10:00Z"), ("s3", "2025-03-31T12:00Z")]
+        _insert(conn, "user_sessions", [  # s3 is still running at as_of: it counts until as_of
+            {"user_id": 1, "session_id": s, "start_time": t, "end_time": e} for s, t, e in
+            [("s1", "2025-02-15T10:00Z", "2025-02-15T10:10Z"), ("s2", "2025-03-20T19:00Z", "2025-03-20T19:30Z"),
+             ("s3", "2025-03-31T12:00Z", None)]
+        ])
+        _insert(conn, "user_events", [
+            {"user_id": 1, "event_type": t, "event_data": f'{{"page": "{p}"}}', "timestamp": at, "session_id": s}
+            for t, p, at, s in [
+                ("budget_view", "budget", "2025-02-15T10:05Z", "s1"),  # before the 30 days
+                ("page_view", "home", "2025-03-20T19:05Z", "s2"),
+                ("click", "budget", "2025-03-20T19:10Z", "s2"),
+                ("page_view", "goals", "2025-03-31T12:05Z", "s3"),
+            ]
+        ])
+        # rates change on April 1st (the as_of day is not complete at as_of: the features use March 31st)
+        _insert(conn, "market_conditions", [
+            {"day": (MARKET_START + timedelta(days=i)).date(), "regime": "calm",
+             "interest_rate": 0.04 if i < 121 else 0.05, "inflation_rate": 0.03, "index_level": 1000.0 + i}
+            for i in range(126)
         ])
         _insert(conn, "coaching_interactions", [
             {"request_id": r, "user_id": 1, "action_id": a, "action_type": t, "propensity": 0.5,
@@ -97,7 +123,12 @@ def built(engine: sa.Engine) -> dict:
 
 @pytest.fixture(scope="module")
 def snapshot(built: dict) -> pd.DataFrame:
-    return load_snapshot(built["staging_path"]).set_index("user_id")
+    return _by_real_id(load_snapshot(built["staging_path"]))
+
+
+def _by_real_id(frame: pd.DataFrame) -> pd.DataFrame:
+    assert frame.user_id.map(is_pseudonym).all(), "the lake must hold pseudonyms only"
+    return frame.assign(user_id=frame.user_id.map(REAL_ID)).set_index("user_id")
 
 
 def test_snapshot_has_every_spec_feature_in_order_and_no_missing_values(built, snapshot):
@@ -116,18 +147,18 @@ def test_users_created_after_as_of_are_not_in_the_snapshot(snapshot):
 
 def test_hand_crafted_user_gets_the_expected_numbers(snapshot):
     daily_spend = np.zeros(30)
-    daily_spend[[4, 8, 10]] = [1500, 300, 200]  # March 6th, 10th, 12th in the window starting March 2nd
+    daily_spend[[4, 8, 10, 27]] = [1500, 300, 200, 100]  # March 6th, 10th, 12th, 29th in the window from March 2nd
     expected = {
         "monthly_income": 4000.0,
-        "monthly_spend": 2000.0,
-        "savings_rate": 0.5,
-        "essential_share": 0.9,
-        "discretionary_share": 0.1,
+        "monthly_spend": 2100.0,
+        "savings_rate": 1900 / 4000,
+        "essential_share": 1800 / 2100,
+        "discretionary_share": 300 / 2100,
         "spending_volatility": daily_spend.std() / daily_spend.mean(),
-        "impulse_share": 0.1,
+        "impulse_share": 200 / 2100,
         "checking_balance": 2500 + 100 + 500,
         "savings_balance": 6000 - 500,
-        "emergency_fund_months": 5500 / 2000,
+        "emergency_fund_months": 5500 / 2100,
         "debt_total": 12000.0,  # the debt created after as_of is not counted
         "debt_to_income": 12000 / (12 * 4000),
         "max_debt_apr": 0.2,
@@ -137,17 +168,43 @@ def test_hand_crafted_user_gets_the_expected_numbers(snapshot):
         "days_since_last_session": 0.5,
         "nudge_acceptance_rate": (1 + 1) / (3 + 2),  # r3 was accepted only after as_of; NO_ACTION is no nudge
         "age": 40.0,
+        # v2
+        "weekend_spend_share": 100 / 2100,
+        "month_end_spend_share": 100 / 2100,
+        "spend_trend": 2100 / (300 * 30 / 10),  # active 10 days (Feb 20th .. March 1st) before the window
+        "days_to_payday": 30 - (26 + 15 / 24),  # paid March 5th 09:00, monthly
+        "spending_velocity": 100 * 30 / 7 / 2100,
+        "balance_trend": (4000 - 1500 - 300 - 200 - 250 - 100) / 4000,  # internal transfers cancel
+        "dining_share": 200 / 2100,
+        "shopping_share": 100 / 2100,
+        "avg_session_minutes": (30 + 12 * 60) / 2,
+        "features_used_30d": 2 + 3,  # page_view, click; home, budget, goals
+        "clicks_per_session": 3 / 2,
+        "saving_streak_weeks": 3.0,  # weeks ending March 31st, 24th, 17th; none in the week to March 10th
+        "mobile_device": 1.0,
+        "evening_session_share": 0.5,
+        "goal_pace_ratio": (0.25 * 364 / 90 + 1.0 * 180 / 90) / 2,
+        "goals_achieved": 1.0,
+        "risk_tolerance": 0.0,
+        "nudges_7d": 1.0,
+        "days_since_last_nudge": 1 + 14 / 24,
+        "market_interest_rate": 0.04,
+        "market_inflation_rate": 0.03,
+        "market_return_3m": (1000 + 120) / (1000 + 30) - 1,  # March 31st over December 31st
     }
+    assert set(expected) == set(FEATURE_NAMES)
     got = snapshot.loc[1, list(expected)].astype(float).to_dict()
     assert got == pytest.approx(expected)
 
 
 def test_user_without_data_gets_the_spec_defaults(snapshot):
     row = snapshot.loc[2]
+    profile = {"age": 25.0, "risk_tolerance": 1.0, "mobile_device": 0.0}  # from the profile, not activity
     for f in FEATURES:
-        if f.name != "age":
+        if f.name not in profile and f.group != "market":
             assert row[f.name] == f.default, f.name
-    assert row["age"] == 25.0
+    assert row[list(profile)].to_dict() == profile
+    assert row["market_interest_rate"] == snapshot.loc[1, "market_interest_rate"]
 
 
 def test_naive_as_of_is_refused(engine, built):
@@ -160,7 +217,7 @@ def test_airflow_pendulum_as_of_gives_the_same_snapshot(engine, built, snapshot)
     as_of = pendulum.instance(AS_OF).in_timezone("Europe/Paris")  # what Airflow passes as data_interval_end
     result = build_features(engine, as_of, "test-features-pendulum")
     assert result["as_of"] == AS_OF.isoformat()
-    pd.testing.assert_frame_equal(load_snapshot(result["staging_path"]).set_index("user_id"), snapshot)
+    pd.testing.assert_frame_equal(_by_real_id(load_snapshot(result["staging_path"])), snapshot)
 
 
 def _sha(relpath: str) -> str:
@@ -193,7 +250,7 @@ def test_publish_is_idempotent_and_the_online_store_matches_the_snapshot(engine,
     assert list(again.user_id) == [1, 2]
     assert set(again.feature_spec_version) == {FEATURE_SPEC_VERSION}
     assert (again.as_of == pd.Timestamp(AS_OF)).all()
-    published = load_snapshot(first["path"]).set_index("user_id")
+    published = _by_real_id(load_snapshot(first["path"]))
     np.testing.assert_allclose(again[list(FEATURE_NAMES)].to_numpy(), published[list(FEATURE_NAMES)].to_numpy())
     pd.testing.assert_frame_equal(published, snapshot)
 
@@ -220,6 +277,13 @@ def test_rows_after_as_of_do_not_change_the_features(engine, built, snapshot):
             {"user_id": 2, "goal_type": "holiday", "target_amount": 100, "current_amount": 10,
              "target_date": "2025-12-31", "status": "active", "created_at": "2025-04-02Z"},
         ])
+        _insert(conn, "user_events", [
+            {"user_id": 1, "event_type": "goal_update", "event_data": '{"page": "insights"}',
+             "timestamp": "2025-04-01T00:35Z", "session_id": "s4"},
+        ])
+        # the running session ends after as_of; the market moves on April 1st and later
+        conn.execute(sa.text("update app.user_sessions set end_time = '2025-04-01T03:00Z' where session_id = 's3'"))
+        conn.execute(sa.text("update app.market_conditions set index_level = 1 where day >= '2025-04-01'"))
     build_analytics("test-features-later")
     later = build_features(engine, AS_OF, "test-features-later")
-    pd.testing.assert_frame_equal(load_snapshot(later["staging_path"]).set_index("user_id"), snapshot)
+    pd.testing.assert_frame_equal(_by_real_id(load_snapshot(later["staging_path"])), snapshot)

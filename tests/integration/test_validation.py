@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from fincoach import lake
-from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURES
+from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURES, GROUPS
+from fincoach.pseudonym import pseudonymise_many
 from pipelines.validation import (
     FEATURES_SUITE,
     RAW_SUITE,
@@ -27,7 +28,7 @@ AS_OF = pd.Timestamp("2025-04-01T00:00:00Z")
 
 def good_features(n: int = 5) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"user_id": np.arange(1, n + 1, dtype="int64"), "as_of": AS_OF,
+    frame = pd.DataFrame({"user_id": pseudonymise_many(range(1, n + 1)), "as_of": AS_OF,
                           "feature_spec_version": FEATURE_SPEC_VERSION})
     for f in FEATURES:
         frame[f.name] = float(f.default)
@@ -51,15 +52,21 @@ def _recorded(engine: sa.Engine, run_id: str) -> list[sa.Row]:
         ).all()
 
 
-def test_features_suite_checks_every_spec_feature():
-    suite = load_suite(FEATURES_SUITE)
+def test_every_spec_feature_is_checked_by_the_suite_of_its_group():
     by_column: dict[str, set[str]] = {}
-    for e in suite["expectations"]:
-        assert e["meta"]["severity"] in {"critical", "warning"}
-        by_column.setdefault(e["kwargs"].get("column"), set()).add(e["type"])
+    for group in GROUPS:
+        suite = load_suite(f"features_{group}")
+        assert suite["meta"]["group"] == group and suite["meta"]["distribution"]["min_rows"] > 0
+        for e in suite["expectations"]:
+            assert e["meta"]["severity"] in {"critical", "warning"}
+            column = e["kwargs"]["column"]
+            assert next(f.group for f in FEATURES if f.name == column) == group, column
+            by_column.setdefault(column, set()).add(e["type"])
     for name in FEATURE_NAMES:
         assert "expect_column_values_to_not_be_null" in by_column[name], name
         assert by_column[name] & {"expect_column_values_to_be_between", "expect_column_values_to_be_in_set"}, name
+    table_suite = load_suite(FEATURES_SUITE)
+    assert not {e["kwargs"].get("column") for e in table_suite["expectations"]} & set(FEATURE_NAMES)
 
 
 def test_raw_suite_marks_every_expectation_with_a_severity():
@@ -97,15 +104,23 @@ def test_bad_features_raise_and_are_recorded_as_failed(clean_db):
     frame.loc[1, "debt_total"] = -50.0
     frame.loc[2, "user_id"] = frame.loc[3, "user_id"]
     frame.loc[4, "impulse_share"] = np.nan
+    frame.loc[0, "market_return_3m"] = 0.5  # market features are the same for every user
     with pytest.raises(ValidationFailed) as err:
         validate_features(_stage(frame, "bad"), "run-bad")
     message = str(err.value)
-    for column in ("savings_rate", "debt_total", "user_id", "impulse_share"):
+    for column in ("features_financial.savings_rate", "debt_total", "user_id", "behavioural.impulse_share",
+                   "features_market.market_return_3m"):
         assert column in message
-    assert err.value.summary["critical_failed"] >= 4
+    assert err.value.summary["critical_failed"] >= 5
     [row] = _recorded(clean_db, "run-bad")
     assert not row.success and row.failed >= 4
     json.dumps(row.details)  # plain JSON, NaN samples included
+
+
+def test_app_user_ids_in_a_lake_snapshot_fail_the_gate(clean_db):
+    frame = good_features().assign(user_id=np.arange(1, 6))
+    with pytest.raises(ValidationFailed, match="expect_column_values_to_match_regex"):
+        validate_features(_stage(frame, "realids"), "run-realids")
 
 
 def test_a_snapshot_that_does_not_follow_the_spec_fails(clean_db):

@@ -34,7 +34,7 @@ def test_action_ids_are_stable_and_dense():
 
 
 def test_spec_version_is_a_content_hash():
-    assert FEATURE_SPEC_VERSION.startswith("v1-") and len(FEATURE_SPEC_VERSION) == 11
+    assert FEATURE_SPEC_VERSION.startswith("v2-") and len(FEATURE_SPEC_VERSION) == 11
     assert len(set(FEATURE_NAMES)) == N_FEATURES
 
 

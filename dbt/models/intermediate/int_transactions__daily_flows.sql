@@ -31,6 +31,8 @@ daily as (
         sum(case when category = 'income' then amount else 0 end) as income,
         sum(case when is_essential then -amount else 0 end) as spend_essential,
         sum(case when is_discretionary then -amount else 0 end) as spend_discretionary,
+        sum(case when category = 'dining' then -amount else 0 end) as spend_dining,
+        sum(case when category = 'shopping' then -amount else 0 end) as spend_shopping,
         sum(
             case when is_impulse and (is_essential or is_discretionary) then -amount else 0 end
         ) as impulse_spend,
@@ -56,6 +58,8 @@ final as (
         spend_essential,
         spend_discretionary,
         spend_essential + spend_discretionary as spend_total,
+        spend_dining,
+        spend_shopping,
         impulse_spend,
         savings_transfers,
         debt_payments,
