@@ -205,3 +205,41 @@ def test_seeded_data_passes_both_gates(clean_db):
     assert built["rows"] == 150
     assert features["critical_failed"] == 0, features["failures"]
     assert [r.suite for r in _recorded(clean_db, "seeded")] == ["raw_extract", "features"]
+
+
+def _population(n: int, seed: int, income_shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = good_features(n)
+    frame["monthly_income"] = rng.normal(3000 + income_shift, 500, n).clip(0)
+    frame["savings_rate"] = rng.uniform(-0.5, 0.5, n)
+    return frame
+
+
+@pytest.fixture()
+def own_lake(tmp_path, monkeypatch):
+    """A lake of this test's own: the previous snapshot is the one it publishes."""
+    from fincoach.settings import reload_settings
+
+    monkeypatch.setenv("FINCOACH_LAKE_URI", str(tmp_path / "lake"))
+    reload_settings()
+    yield
+    monkeypatch.undo()
+    reload_settings()
+
+
+def test_a_snapshot_whose_means_jump_from_the_previous_one_fails_before_publishing(clean_db, own_lake):
+    from pipelines.snapshots import published_snapshots, snapshot_dir
+
+    previous = _population(300, 1)
+    lake.write_parquet(pa.Table.from_pandas(previous, preserve_index=False),
+                       f"{snapshot_dir(AS_OF - pd.Timedelta(hours=1))}/features.parquet")
+    ok = validate_features(_stage(_population(300, 2), "steady"), "run-steady")
+    assert ok["critical_failed"] == 0, ok["failures"]
+    assert ok["distribution"]["distribution_checked"] and ok["distribution"]["previous_rows"] == 300
+
+    broken = _population(300, 3, income_shift=2000)  # every income up by 4 sd: an upstream unit bug
+    with pytest.raises(ValidationFailed, match=r"expect_column_mean_to_be_between\(features_financial.monthly_income"):
+        validate_features(_stage(broken, "jump"), "run-jump")
+    assert len(published_snapshots()) == 1  # the gate raised: nothing new was published
+    [row] = _recorded(clean_db, "run-jump")
+    assert not row.success and row.details["distribution"]["previous_as_of"].startswith("2025-03-31T23:00")
