@@ -1,26 +1,20 @@
 with
 
 transactions as (
-    select * from {{ ref('stg_app__transactions') }}
-),
-
-accounts as (
-    select * from {{ ref('stg_app__accounts') }}
+    select * from {{ ref('fct_transactions') }}
 ),
 
 classified as (
     select
-        transactions.user_id,
-        (transactions.occurred_at at time zone 'UTC')::date as date_day,
-        transactions.amount,
-        transactions.category,
-        transactions.is_impulse,
-        accounts.account_type,
-        transactions.category in ({{ sql_values(var('essential_categories')) }}) as is_essential,
-        transactions.category in ({{ sql_values(var('discretionary_categories')) }}) as is_discretionary
+        user_id,
+        date_day,
+        amount,
+        category,
+        is_impulse,
+        account_type,
+        category_group = 'essential' as is_essential,
+        category_group = 'discretionary' as is_discretionary
     from transactions
-    left join accounts
-        on transactions.account_id = accounts.account_id
 ),
 
 daily as (

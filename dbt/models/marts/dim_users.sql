@@ -16,8 +16,8 @@ goals as (
     select * from {{ ref('stg_app__goals') }}
 ),
 
-daily_flows as (
-    select * from {{ ref('int_transactions__daily_flows') }}
+transactions as (
+    select * from {{ ref('fct_transactions') }}
 ),
 
 user_accounts as (
@@ -54,8 +54,16 @@ user_activity as (
         user_id,
         min(date_day) as first_transaction_date,
         max(date_day) as last_transaction_date
-    from daily_flows
+    from transactions
     group by user_id
+),
+
+profiles as (
+    select
+        *,
+        {{ age_band('birth_year') }} as age_band,
+        {{ user_segment('income_band', 'birth_year') }} as user_segment
+    from users
 ),
 
 final as (
@@ -70,6 +78,8 @@ final as (
         users.device_type,
         users.risk_tolerance,
         users.is_tracking_opt_out,
+        users.age_band,
+        users.user_segment,
         coalesce(user_accounts.accounts_count, 0) as accounts_count,
         coalesce(user_accounts.checking_balance, 0) as checking_balance,
         coalesce(user_accounts.savings_balance, 0) as savings_balance,
@@ -80,7 +90,7 @@ final as (
         coalesce(user_goals.active_goals_count, 0) as active_goals_count,
         user_activity.first_transaction_date,
         user_activity.last_transaction_date
-    from users
+    from profiles as users
     left join user_accounts
         on users.user_id = user_accounts.user_id
     left join user_debts

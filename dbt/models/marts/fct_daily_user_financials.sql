@@ -1,11 +1,93 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='user_day_key',
+        incremental_strategy='delete+insert',
+        indexes=[
+            {'columns': ['user_id', 'date_day'], 'unique': True},
+            {'columns': ['date_day']},
+        ],
+    )
+}}
+
 with
 
 daily_flows as (
     select * from {{ ref('int_transactions__daily_flows') }}
 ),
 
-opening_balances as (
-    select * from {{ ref('int_accounts__opening_balances') }}
+current_balances as (
+    select * from {{ ref('int_accounts__current_balances') }}
+),
+
+{% if is_incremental() %}
+
+cutoff as (
+    select {{ incremental_cutoff('date_day') }} as cutoff_day
+),
+
+recent_users as (
+    select
+        daily_flows.user_id,
+        min(daily_flows.date_day) as first_recent_day
+    from daily_flows
+    where daily_flows.date_day >= (select cutoff_day from cutoff)
+    group by daily_flows.user_id
+),
+
+previous_spans as (
+    select
+        user_id,
+        min(date_day) as previous_first_day,
+        max(date_day) as previous_last_day
+    from {{ this }}
+    where user_id in (select user_id from recent_users)
+    group by user_id
+),
+
+-- First day rebuilt per user with new rows: the cutoff, or the day after their previous last day (the
+-- quiet days in between get their rows), never before their first day.
+user_starts as (
+    select
+        recent_users.user_id,
+        case
+            when previous_spans.user_id is null then recent_users.first_recent_day
+            else greatest(
+                least((select cutoff_day from cutoff), previous_spans.previous_last_day + 1),
+                previous_spans.previous_first_day
+            )
+        end as start_day
+    from recent_users
+    left join previous_spans
+        on recent_users.user_id = previous_spans.user_id
+),
+
+scoped_flows as (
+    select daily_flows.*
+    from daily_flows
+    inner join user_starts
+        on daily_flows.user_id = user_starts.user_id
+        and daily_flows.date_day >= user_starts.start_day
+    where daily_flows.date_day >= (select min(start_day) from user_starts)
+),
+
+user_spans as (
+    select
+        user_starts.user_id,
+        user_starts.start_day as first_date_day,
+        max(scoped_flows.date_day) as last_date_day
+    from user_starts
+    inner join scoped_flows
+        on user_starts.user_id = scoped_flows.user_id
+    group by
+        user_starts.user_id,
+        user_starts.start_day
+),
+
+{% else %}
+
+scoped_flows as (
+    select * from daily_flows
 ),
 
 user_spans as (
@@ -16,6 +98,8 @@ user_spans as (
     from daily_flows
     group by user_id
 ),
+
+{% endif %}
 
 -- Every calendar day from the user's first to last transaction day: quiet days are real zeros.
 user_days as (
@@ -34,25 +118,27 @@ filled as (
     select
         user_days.user_id,
         user_days.date_day,
-        coalesce(daily_flows.transactions_count, 0) as transactions_count,
-        coalesce(daily_flows.income, 0) as income,
-        coalesce(daily_flows.spend_essential, 0) as spend_essential,
-        coalesce(daily_flows.spend_discretionary, 0) as spend_discretionary,
-        coalesce(daily_flows.spend_total, 0) as spend_total,
-        coalesce(daily_flows.spend_dining, 0) as spend_dining,
-        coalesce(daily_flows.spend_shopping, 0) as spend_shopping,
-        coalesce(daily_flows.impulse_spend, 0) as impulse_spend,
-        coalesce(daily_flows.savings_transfers, 0) as savings_transfers,
-        coalesce(daily_flows.debt_payments, 0) as debt_payments,
-        coalesce(daily_flows.net_flow, 0) as net_flow,
-        coalesce(daily_flows.checking_flow, 0) as checking_flow,
-        coalesce(daily_flows.savings_flow, 0) as savings_flow
+        coalesce(scoped_flows.transactions_count, 0) as transactions_count,
+        coalesce(scoped_flows.income, 0) as income,
+        coalesce(scoped_flows.spend_essential, 0) as spend_essential,
+        coalesce(scoped_flows.spend_discretionary, 0) as spend_discretionary,
+        coalesce(scoped_flows.spend_total, 0) as spend_total,
+        coalesce(scoped_flows.spend_dining, 0) as spend_dining,
+        coalesce(scoped_flows.spend_shopping, 0) as spend_shopping,
+        coalesce(scoped_flows.impulse_spend, 0) as impulse_spend,
+        coalesce(scoped_flows.savings_transfers, 0) as savings_transfers,
+        coalesce(scoped_flows.debt_payments, 0) as debt_payments,
+        coalesce(scoped_flows.net_flow, 0) as net_flow,
+        coalesce(scoped_flows.checking_flow, 0) as checking_flow,
+        coalesce(scoped_flows.savings_flow, 0) as savings_flow
     from user_days
-    left join daily_flows
-        on user_days.user_id = daily_flows.user_id
-        and user_days.date_day = daily_flows.date_day
+    left join scoped_flows
+        on user_days.user_id = scoped_flows.user_id
+        and user_days.date_day = scoped_flows.date_day
 ),
 
+-- End-of-day balance = current balance minus every flow after that day: it needs only the days from
+-- the one rebuilt onwards, so an incremental run gives the same numbers as a full one.
 final as (
     select
         filled.user_id::text || '-' || to_char(filled.date_day, 'YYYYMMDD') as user_day_key,
@@ -69,17 +155,17 @@ final as (
         filled.savings_transfers,
         filled.debt_payments,
         filled.net_flow,
-        coalesce(opening_balances.checking_opening_balance, 0)
-            + sum(filled.checking_flow) over user_to_date as checking_balance_eod,
-        coalesce(opening_balances.savings_opening_balance, 0)
-            + sum(filled.savings_flow) over user_to_date as savings_balance_eod
+        coalesce(current_balances.checking_current_balance, 0)
+            - coalesce(sum(filled.checking_flow) over user_after_day, 0) as checking_balance_eod,
+        coalesce(current_balances.savings_current_balance, 0)
+            - coalesce(sum(filled.savings_flow) over user_after_day, 0) as savings_balance_eod
     from filled
-    left join opening_balances
-        on filled.user_id = opening_balances.user_id
-    window user_to_date as (
+    left join current_balances
+        on filled.user_id = current_balances.user_id
+    window user_after_day as (
         partition by filled.user_id
         order by filled.date_day
-        rows between unbounded preceding and current row
+        rows between 1 following and unbounded following
     )
 )
 

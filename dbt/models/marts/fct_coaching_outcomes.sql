@@ -1,0 +1,50 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='interaction_id',
+        incremental_strategy='delete+insert',
+        indexes=[{'columns': ['served_day']}, {'columns': ['user_id']}],
+    )
+}}
+
+with
+
+interactions as (
+    select * from {{ ref('stg_app__coaching_interactions') }}
+    {% if is_incremental() %}
+    -- responses arrive after the serve and update the row: updated_at is the watermark
+    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp') }}
+    {% endif %}
+),
+
+users as (
+    select * from {{ ref('stg_app__users') }}
+),
+
+final as (
+    select
+        interactions.interaction_id,
+        interactions.request_id,
+        interactions.user_id,
+        users.income_band,
+        {{ user_segment('users.income_band', 'users.birth_year') }} as user_segment,
+        users.device_type,
+        interactions.action_id,
+        interactions.action_type,
+        interactions.action_id <> 0 as is_nudge,
+        interactions.serving_source,
+        interactions.model_version,
+        interactions.propensity,
+        interactions.served_at,
+        (interactions.served_at at time zone 'UTC')::date as served_day,
+        coalesce(interactions.response, 'pending') as response,
+        coalesce(interactions.response = 'accepted', false) as is_accepted,
+        interactions.response is not null as is_answered,
+        extract(epoch from interactions.responded_at - interactions.served_at) / 3600.0 as hours_to_response,
+        interactions.updated_at
+    from interactions
+    left join users
+        on interactions.user_id = users.user_id
+)
+
+select * from final
