@@ -1,4 +1,4 @@
-"""`fincoach`: the command line of the platform (seed, run, serve, env, psql, migrate, ui)."""
+"""`fincoach`: the command line of the platform (seed, run, serve, env, psql, migrate, ui, features)."""
 
 from __future__ import annotations
 
@@ -128,6 +128,42 @@ def cmd_ui(args: argparse.Namespace) -> int:
     ).returncode
 
 
+def _utc_time(text: str):
+    """A command-line time: an ISO date or datetime, UTC unless it says otherwise."""
+    from datetime import UTC, datetime
+
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _duration(text: str):
+    """A step like 1d, 6h or 30m."""
+    from datetime import timedelta
+
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise argparse.ArgumentTypeError(f"step {text!r}: expected a number and d, h or m, e.g. 1d or 6h")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
+def cmd_features_backfill(args: argparse.Namespace) -> int:
+    """Build, validate and publish feature snapshots to the lake for every as_of from --start to --end."""
+    from pipelines.analytics_build import build_analytics
+    from pipelines.feature_store import backfill
+
+    engine = _engine()
+    if not args.skip_dbt:
+        with console.status("dbt build"):
+            build_analytics("backfill")
+
+    def show(as_of, result: dict) -> None:
+        console.print(f"  {as_of.isoformat()}  {result['rows']:>8,} users  {result['seconds']:>6.1f}s  {result['relpath']}")
+
+    results = backfill(engine, args.start, args.end, args.every, progress=show)
+    console.print(f"{len(results)} snapshots published to the lake")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `fincoach`."""
     p = argparse.ArgumentParser(prog="fincoach", description=__doc__)
@@ -156,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("which", choices=["airflow", "mlflow"])
     sp.add_argument("--port", type=int, default=5000, help="MLflow UI port (default 5000)")
     sp.set_defaults(fn=cmd_ui)
+    features = sub.add_parser("features", help="the feature store: backfill").add_subparsers(dest="action", required=True)
+    sp = features.add_parser("backfill", help=cmd_features_backfill.__doc__)
+    sp.add_argument("--start", type=_utc_time, required=True, help="first as_of (ISO date or time, UTC)")
+    sp.add_argument("--end", type=_utc_time, required=True, help="last as_of (included)")
+    sp.add_argument("--every", type=_duration, default="1d", help="step between as_ofs: 1d, 6h, 30m (default 1d)")
+    sp.add_argument("--skip-dbt", action="store_true", help="use the analytics models as they are")
+    sp.set_defaults(fn=cmd_features_backfill)
     return p
 
 

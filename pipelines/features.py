@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from fincoach import lake
+from fincoach.db import get_engine
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURES
 from fincoach.pseudonym import pseudonymise_many
 from pipelines.feature_math import FeatureBuildError, as_utc
@@ -131,8 +132,28 @@ def load_snapshot(relpath: str) -> pd.DataFrame:
     return lake.read_table(_relpath(relpath)).to_pandas()
 
 
-def publish_features(build_result: dict, run_id: str) -> dict:
-    """Publish a validated staged snapshot: lake `features/as_of=.../` and features.user_features_latest."""
+def _record_run(build_result: dict, as_of: datetime, rows: int, relpath: str, run_id: str) -> None:
+    """One row per published as_of in features.snapshot_runs (a republish replaces it)."""
+    with get_engine().begin() as conn:
+        conn.execute(
+            sa.text(
+                "insert into features.snapshot_runs (as_of, feature_spec_version, mode, users_total, "
+                "users_recomputed, relpath, run_id) values (:as_of, :v, :mode, :rows, :recomputed, :relpath, :run) "
+                "on conflict (as_of) do update set feature_spec_version = excluded.feature_spec_version, "
+                "mode = excluded.mode, users_total = excluded.users_total, "
+                "users_recomputed = excluded.users_recomputed, relpath = excluded.relpath, run_id = excluded.run_id, "
+                "published_at = now()"
+            ),
+            {"as_of": as_of, "v": FEATURE_SPEC_VERSION, "mode": build_result.get("mode", "full"), "rows": rows,
+             "recomputed": build_result.get("users_recomputed", rows), "relpath": relpath, "run": run_id},
+        )
+
+
+def publish_features(build_result: dict, run_id: str, online: bool = True) -> dict:
+    """Publish a validated staged snapshot: lake `features/as_of=.../` and (`online`) features.user_features_latest.
+
+    A backfill of past as_ofs publishes to the lake only: the online table keeps the newest features.
+    """
     table = lake.read_table(_relpath(build_result["staging_path"]))
     expected = [*KEY_COLUMNS, *FEATURE_NAMES]
     if table.column_names != expected:
@@ -148,16 +169,19 @@ def publish_features(build_result: dict, run_id: str) -> dict:
             f"{FEATURE_SPEC_VERSION}: rebuild it with build_features"
         )
     as_of = as_utc(datetime.fromisoformat(build_result["as_of"]))
-    online = frame.assign(user_id=real_user_ids(frame.user_id))
-    erased = int(online.user_id.isna().sum())  # users deleted between build and publish: not served
     partition = snapshot_dir(as_of)
-    lake.replace_partition(table, partition, SNAPSHOT_FILE)
-    swap_online_store(online.dropna(subset=["user_id"]), as_of)
     relpath = f"{partition}/{SNAPSHOT_FILE}"
+    lake.replace_partition(table, partition, SNAPSHOT_FILE)
+    erased = 0
+    if online:
+        by_id = frame.assign(user_id=real_user_ids(frame.user_id))
+        erased = int(by_id.user_id.isna().sum())  # users deleted between build and publish: not served
+        swap_online_store(by_id.dropna(subset=["user_id"]), as_of)
+    _record_run(build_result, as_of, len(frame), relpath, run_id)
     log.info("published %d feature rows as of %s (run %s) -> %s", len(frame), as_of.isoformat(), run_id, relpath)
     return {
         "rows": len(frame),
-        "online_rows": len(frame) - erased,
+        "online_rows": len(frame) - erased if online else 0,
         "path": lake.uri(relpath),
         "relpath": relpath,
         "as_of": as_of.isoformat(),
