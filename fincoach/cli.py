@@ -1,4 +1,4 @@
-"""`fincoach`: the command line of the platform (seed, run, serve, env, psql, migrate, ui, features)."""
+"""`fincoach`: the command line of the platform (seed, run, serve, env, psql, migrate, ui, docs, features)."""
 
 from __future__ import annotations
 
@@ -146,6 +146,27 @@ def _duration(text: str):
     return timedelta(**{units[text[-1]]: int(text[:-1])})
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Generate the dbt docs (models, columns, lineage) and serve them on 127.0.0.1, or print where they are."""
+    import functools
+    import http.server
+    from pathlib import Path
+
+    from pipelines.analytics_build import generate_docs
+
+    _engine()
+    with console.status("dbt docs generate"):
+        index = Path(generate_docs())
+    if args.no_serve:
+        console.print(str(index))
+        return 0
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(index.parent))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
+        console.print(f"dbt docs on http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+        server.serve_forever()
+    return 0
+
+
 def cmd_features_backfill(args: argparse.Namespace) -> int:
     """Build, validate and publish feature snapshots to the lake for every as_of from --start to --end."""
     from pipelines.analytics_build import build_analytics
@@ -192,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("which", choices=["airflow", "mlflow"])
     sp.add_argument("--port", type=int, default=5000, help="MLflow UI port (default 5000)")
     sp.set_defaults(fn=cmd_ui)
+    sp = sub.add_parser("docs", help=cmd_docs.__doc__)
+    sp.add_argument("--port", type=int, default=8081, help="port of the docs server (default 8081)")
+    sp.add_argument("--no-serve", action="store_true", help="only generate; print the path of index.html")
+    sp.set_defaults(fn=cmd_docs)
     features = sub.add_parser("features", help="the feature store: backfill").add_subparsers(dest="action", required=True)
     sp = features.add_parser("backfill", help=cmd_features_backfill.__doc__)
     sp.add_argument("--start", type=_utc_time, required=True, help="first as_of (ISO date or time, UTC)")
