@@ -190,11 +190,11 @@ def test_readme_analyst_queries_answer_on_the_seeded_marts(clean_db):
 
 def test_docs_describe_every_model_and_every_built_column(clean_db):
     import json
+    from pathlib import Path
 
-    index = generate_docs()
-    target = index.rsplit("/", 1)[0]
-    manifest = json.loads(open(f"{target}/manifest.json").read())
-    catalog = json.loads(open(f"{target}/catalog.json").read())
+    target = Path(generate_docs()).parent
+    manifest = json.loads((target / "manifest.json").read_text())
+    catalog = json.loads((target / "catalog.json").read_text())
     undocumented = []
     for uid, node in manifest["nodes"].items():
         if node["resource_type"] != "model" or node["package_name"] != "fincoach":
