@@ -66,3 +66,11 @@ create table features.snapshot_runs (
     run_id                 text not null,
     published_at           timestamptz not null default now()
 );
+
+-- Event-time indexes: the hourly incremental feature refresh finds the users whose rows cross a window
+-- boundary (a session leaving the 30-day window, ...) by range scans on these, not by reading the history.
+create index on app.transactions (occurred_at);
+create index on app.user_sessions (start_time);
+create index on app.user_sessions (end_time);
+create index on app.user_events ("timestamp");
+create index on app.coaching_interactions (served_at);
