@@ -10,7 +10,7 @@ from training.env import CoachingEnv
 from training.evaluate import evaluate
 from training.gate import decide
 from training.sample_users import sample_snapshot
-from training.simulator import HORIZON, REWARD_MAX, REWARD_MIN
+from training.simulator import HORIZON, REWARD_COMPONENTS, REWARD_MAX, REWARD_MIN
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_rules_and_random_policy_meet_identical_users(users):
 def test_evaluation_summary_is_complete(users):
     summary = evaluate(RulePolicy(), users, 100, seed=1)
     assert summary["n_users"] == 100 and summary["horizon"] == HORIZON
-    assert set(summary["components"]) == {"health", "goal", "fatigue", "overdraft", "invalid"}
+    assert set(summary["components"]) == set(REWARD_COMPONENTS)
     assert summary["mean_reward"] == pytest.approx(sum(summary["components"].values()))
     assert sum(summary["action_mix"].values()) == pytest.approx(1.0)
     assert 0.0 <= summary["acceptance_rate"] <= 1.0
