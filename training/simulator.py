@@ -43,17 +43,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fincoach.actions import ACTION_TYPES, ACTIONS, N_ACTIONS, NO_ACTION, action_mask
+from fincoach.actions import N_ACTIONS, NO_ACTION, action_mask
 from fincoach.feature_spec import FEATURE_NAMES, N_FEATURES, FeatureSpecError
 from training import reward as rw
 from training.crn import normals, uniforms
 from training.market import MarketProcess
-from training.sim_features import WEEKS_PER_MONTH, rebuild
+from training.responses import apply_accepted, move_from_checking
+from training.sim_features import rebuild
+from training.sim_init import HISTORY_WEEKS, SPLIT, init_rows
 from training.sim_params import DEFAULT_PARAMS, SimParams
 from training.user_model import (
-    AMOUNT_OF,
     CHURN_FATIGUE,
-    COL,
     FATIGUE_DECAY,
     FATIGUE_OF,
     N_NORMALS,
@@ -62,18 +62,14 @@ from training.user_model import (
     S_WEEK_N,
     S_WEEK_U,
     SESSIONS_FATIGUE,
-    TYPE_OF,
     Traits,
-    draw_traits,
     poisson_from_uniform,
     relevance,
     sigmoid,
-    start_value,
 )
 
 SIMULATOR_VERSION = "sim-v2"
 HORIZON = 12  # weeks in one episode
-HISTORY_WEEKS = 12  # spend_trend needs the 8 weeks before the 30-day window
 
 # Money.
 OVERDRAFT_FEE = 25.0
@@ -85,7 +81,6 @@ SEASON = {  # month (1..12) -> factor on a discretionary category
     "shopping": {11: 1.5, 12: 2.0},
     "travel": {6: 1.6, 7: 1.8, 8: 1.6, 12: 1.5},
 }
-SPLIT = ("dining", "shopping", "entertainment", "travel")
 # What an accepted nudge does (who accepts is training.user_model).
 HABIT_DECAY = 0.9  # standing transfers started by a nudge fade by this factor a week
 SPEND_CUT_PERSISTENCE = 0.5  # share of a spending cut kept the next week (less for impulsive users)
@@ -97,11 +92,8 @@ FATIGUE_PENALTY = 0.005
 OVERDRAFT_PENALTY = 0.2
 INVALID_PENALTY = 0.05
 CHURN_PENALTY = 1.0
-MIN_REF_INCOME_WEEK = 100.0
-MIN_REF_SPEND_MONTH = 400.0
 REWARD_COMPONENTS = rw.REWARD_COMPONENTS
 REWARD_MIN, REWARD_MAX = rw.bounds(rw.parse_weights(None))  # with unit weights
-_SAVING_TYPES = [ACTION_TYPES.index("SAVE_MORE"), ACTION_TYPES.index("BUILD_EMERGENCY_FUND")]
 _EPOCH = np.datetime64("2026-01-01")
 # Every per-row state array (rows = users then twins), re-initialised by reset_rows.
 _STATE = (
@@ -244,100 +236,7 @@ class Simulator:
 
     def reset_rows(self, users: np.ndarray, raw: np.ndarray, seeds: np.ndarray) -> None:
         """Start users `users` (indexes < n) afresh from raw rows with new seeds (and their twins with them)."""
-        users = np.asarray(users, dtype=np.int64)
-        raw = np.where(np.isfinite(raw), np.atleast_2d(np.asarray(raw, dtype=np.float64)), 0.0)
-        seeds = np.asarray(seeds, dtype=np.int64)
-        idx = np.concatenate([users, users + self.n])
-        raw2, seeds2 = np.concatenate([raw, raw]), np.concatenate([seeds, seeds])
-
-        def col(name: str) -> np.ndarray:
-            return raw2[:, COL[name]].copy()
-
-        def put(name: str, value: np.ndarray) -> None:
-            getattr(self, name)[idx] = value
-
-        income_m, spend_m = np.maximum(col("monthly_income"), 0.0), np.maximum(col("monthly_spend"), 0.0)
-        ess = np.clip(col("essential_share"), 0.0, 1.0)
-        disc = np.clip(col("discretionary_share"), 0.0, 1.0 - ess)
-        imp = np.clip(col("impulse_share"), 0.0, disc)
-        for name, arr in self.params.per_user(raw2).items():
-            if name != "share":
-                put(name, arr)
-        put("base_income", income_m / WEEKS_PER_MONTH)
-        put("base_essential", ess * spend_m / WEEKS_PER_MONTH)
-        put("base_other", (1.0 - ess - disc) * spend_m / WEEKS_PER_MONTH)
-        put("base_planned", (disc - imp) * spend_m / WEEKS_PER_MONTH)
-        put("base_impulse", imp * spend_m / WEEKS_PER_MONTH)
-        put("volatility", np.clip(col("spending_volatility"), 0.0, 3.0))
-        debt = np.maximum(col("debt_total"), 0.0)
-        for name, value in {
-            "checking": col("checking_balance"),
-            "savings": np.maximum(col("savings_balance"), 0.0),
-            "investments": 0.0,
-            "debt": debt,
-            "apr": np.where(debt > 0, np.clip(col("max_debt_apr"), 0.0, 1.0), 0.0),
-            "goal_active": col("has_active_goal") >= 0.5,
-            "goal_target": np.maximum(2.0 * income_m, 500.0),
-            "age": col("age"),
-            "days_since_session": np.clip(col("days_since_last_session"), 0.0, 90.0),
-            "prior_shown": 4.0,  # the snapshot's rate counts as four earlier nudges
-            "nudges_shown": 0.0,
-            "nudges_accepted": 0.0,
-            "fatigue": 0.0,
-            "save_habit": 0.0,
-            "debt_habit": 0.0,
-            "price": 1.0,
-            "churned": False,
-            "week": 0,
-            "seeds": seeds2,
-            "start": raw2,
-            "goals_achieved": np.maximum(start_value(raw2, "goals_achieved", 0.0), 0.0),
-            "achieved_in_sim": 0.0,
-            "saving_streak": np.clip(start_value(raw2, "saving_streak_weeks", 0.0), 0.0, 52.0),
-            "nudges_7d": np.maximum(start_value(raw2, "nudges_7d", 0.0), 0.0),
-            "days_since_nudge": np.clip(start_value(raw2, "days_since_last_nudge", 90.0), 0.0, 90.0),
-            "ref_income_week": np.maximum(income_m / WEEKS_PER_MONTH, MIN_REF_INCOME_WEEK),
-            "ref_spend_month": np.maximum(spend_m, MIN_REF_SPEND_MONTH),
-        }.items():
-            put(name, value)
-        self.prior_accepted[idx] = np.clip(col("nudge_acceptance_rate"), 0.0, 1.0) * 4.0
-        progress = np.clip(col("goal_progress"), 0.0, 1.0)
-        self.goal_saved[idx] = np.where(self.goal_active[idx], progress * self.goal_target[idx], 0.0)
-        # An existing goal runs a year; its age is set so that the starting pace ratio holds.
-        pace = np.clip(start_value(raw2, "goal_pace_ratio", 1.0), 0.05, 3.0)
-        self.goal_weeks[idx] = 52.0
-        self.goal_age[idx] = np.where(self.goal_active[idx], np.clip(52.0 * progress / pace, 1.0, 51.0), 0.0)
-        self.spend_cut[idx] = 0.0
-        traits = draw_traits(raw, seeds, self.params)
-        if self.traits is None:
-            self.traits = Traits(**{k: np.concatenate([v, v]) for k, v in vars(traits).items()})
-        else:
-            self.traits.put(idx, Traits(**{k: np.concatenate([v, v]) for k, v in vars(traits).items()}))
-        self.receptiveness[idx] = self.traits.receptiveness[idx]
-        # The history windows start flat at the snapshot's figures (trends as the snapshot says).
-        tr = self.traits.rows(idx)
-        week_spend = spend_m / WEEKS_PER_MONTH
-        planned_imp = self.base_planned[idx] + imp * spend_m / WEEKS_PER_MONTH
-        weekly = {
-            "income": self.base_income[idx],
-            "essential": self.base_essential[idx],
-            "other": self.base_other[idx],
-            "discretionary": planned_imp,
-            "impulse": imp * spend_m / WEEKS_PER_MONTH,
-            "sessions": np.maximum(col("sessions_30d"), 0.0) * 7.0 / 30.0,
-            "spend": week_spend,
-            "weekend": (2 / 7) * (week_spend - planned_imp) + tr.weekend_discretionary * planned_imp,
-            "month_end": week_spend * start_value(raw2, "month_end_spend_share", 7.0 / 30.0),
-            **{c: planned_imp * tr.split[:, j] for j, c in enumerate(SPLIT)},
-        }
-        for name, value in weekly.items():
-            self.hist[name][idx] = value[:, None]
-        trend = np.clip(start_value(raw2, "spend_trend", 1.0), 0.05, 5.0)
-        self.hist["spend"][idx, : HISTORY_WEEKS - 4] = (week_spend / trend)[:, None]
-        balance = self.checking[idx] + self.savings[idx]
-        ref = np.maximum(income_m, 100.0)
-        self.hist["balance"][idx] = balance[:, None]
-        self.hist["balance"][idx, :-4] = (balance - start_value(raw2, "balance_trend", 0.0) * ref)[:, None]
+        init_rows(self, users, raw, seeds)
         self.market = self.market_process.conditions(np.full(self._rows, self.clock))
 
     def net_worth(self) -> np.ndarray:
@@ -354,62 +253,6 @@ class Simulator:
 
     def _raw(self) -> np.ndarray:
         return rebuild(self, FEATURE_NAMES, self.start)
-
-    def _move(self, who: np.ndarray, amount: np.ndarray | float) -> np.ndarray:
-        """Amount each user in `who` can move out of checking now (never more than is there)."""
-        return np.where(who, np.minimum(amount, np.maximum(self.checking, 0.0)), 0.0)
-
-    def _apply(self, accepted: np.ndarray, actions: np.ndarray) -> None:
-        """Behaviour change of the users who accepted their nudge (transfers only: net worth unchanged)."""
-        if not accepted.any():
-            return
-        kind = np.where(accepted, TYPE_OF[actions], -1)
-        amount = AMOUNT_OF[actions]
-
-        def took(name: str) -> np.ndarray:
-            return kind == ACTION_TYPES.index(name)
-
-        saving = took("SAVE_MORE") | took("BUILD_EMERGENCY_FUND")
-        move = self._move(saving, amount)
-        self.checking -= move
-        self.savings += move
-        self.goal_saved += np.where(self.goal_active, move, 0.0)
-        self.save_habit += np.where(took("SAVE_MORE"), 0.2 * amount, 0.0)
-        self.save_habit += np.where(
-            took("BUILD_EMERGENCY_FUND") & (self.savings < 3.0 * self.ref_spend_month), 10.0, 0.0
-        )
-        discretionary = self.base_planned + self.base_impulse
-        category = np.array([a.category for a in ACTIONS])[actions]
-        for j, name in enumerate(SPLIT):
-            cut = took("REDUCE_SPENDING") & (category == name)
-            self.spend_cut[:, j] += np.where(
-                cut, np.minimum(amount, 0.5 * self.traits.split[:, j] * discretionary), 0.0
-            )
-        broad = np.where(took("REVIEW_BUDGET"), 0.05, 0.0) + np.where(took("SPENDING_ALERT"), 0.10, 0.0)
-        self.spend_cut += (broad * discretionary)[:, None] * self.traits.split
-        self.volatility = np.where(took("REVIEW_BUDGET"), 0.9 * self.volatility, self.volatility)
-        pay = np.minimum(self._move(took("PAY_DEBT_EXTRA"), amount), self.debt)
-        self.checking -= pay
-        self.debt -= pay
-        self.debt_habit += np.where(took("PAY_DEBT_EXTRA"), 0.2 * amount, 0.0)
-        new_goal = took("SET_GOAL") & ~self.goal_active
-        self.goal_target = np.where(
-            new_goal, np.maximum(2.0 * self.base_income * WEEKS_PER_MONTH, 500.0), self.goal_target
-        )
-        self.goal_saved = np.where(new_goal, 0.0, self.goal_saved)
-        self.goal_age = np.where(new_goal, 0.0, self.goal_age)
-        self.goal_weeks = np.where(new_goal, 52.0, self.goal_weeks)
-        self.goal_active = self.goal_active | new_goal
-        self.save_habit += np.where(new_goal, 0.03 * self.base_income, 0.0)
-        self.receptiveness[:, [i for i, a in enumerate(ACTIONS) if TYPE_OF[i] in _SAVING_TYPES]] += np.where(
-            new_goal, 0.3, 0.0
-        )[:, None]  # a goal motivates saving
-        replan = took("ADJUST_GOAL") & self.goal_active  # a later date and a fresh commitment
-        self.goal_weeks = np.where(replan, self.goal_weeks + 13.0, self.goal_weeks)
-        self.save_habit += np.where(replan, 0.02 * self.base_income, 0.0)
-        invest = self._move(took("INVEST"), amount)
-        self.checking -= invest
-        self.investments += invest
 
     def step(self, actions: np.ndarray | Sequence[int], active: np.ndarray | None = None) -> StepResult:
         """Simulate one week with `actions[i]` shown to user i; invalid actions act as NO_ACTION.
@@ -453,11 +296,11 @@ class Simulator:
         income = self.base_income * np.exp(p.income_sd * zn[:, 0] - p.income_sd**2 / 2) * drop
         self.checking += income
         everyone = np.ones(rows, dtype=bool)
-        auto = self._move(everyone, self.save_habit)
+        auto = move_from_checking(self, everyone, self.save_habit)
         self.checking -= auto
         self.savings += auto
         self.goal_saved += np.where(self.goal_active, auto, 0.0)
-        extra = np.minimum(self._move(everyone, self.debt_habit), self.debt)
+        extra = np.minimum(move_from_checking(self, everyone, self.debt_habit), self.debt)
         self.checking -= extra
         self.debt -= extra
 
@@ -474,7 +317,7 @@ class Simulator:
         )
         accepted = seen & (zu[:, 2] < sigmoid(logit))
         self.fatigue += FATIGUE_OF[executed]
-        self._apply(accepted, executed)
+        apply_accepted(self, accepted, executed)
 
         # 4. Spending: essential with inflation, discretionary per category with seasons, impulse.
         self.price *= 1.0 + market["inflation_rate"] / 52.0
