@@ -16,6 +16,7 @@ import numpy as np
 
 WEEKS_PER_MONTH = 52 / 12
 MONTH_WEEKS = 4  # the 30-day window, in weeks
+TINY = 1e-6  # money below this (a millionth of a unit) counts as none when dividing by it
 CARRIED = (  # spec-v2 features the simulator does not model: carried forward from the starting row
     "days_to_payday",
     "avg_session_minutes",
@@ -37,7 +38,7 @@ def _spend4(s: Any) -> np.ndarray:
 
 def _share(s: Any, name: str) -> np.ndarray:
     spend = _spend4(s)
-    return np.where(spend > 0, _sum4(s, name) / np.where(spend > 0, spend, 1.0), 0.0)
+    return np.where(spend > TINY, _sum4(s, name) / np.where(spend > TINY, spend, 1.0), 0.0)
 
 
 def _income_m(s: Any) -> np.ndarray:
@@ -50,14 +51,14 @@ def _spend_m(s: Any) -> np.ndarray:
 
 def _savings_rate(s: Any) -> np.ndarray:
     income, spend = _income_m(s), _spend_m(s)
-    rate = np.clip((income - spend) / np.where(income > 0, income, 1.0), -1.0, 1.0)
-    return np.where(income > 0, rate, np.where(spend > 0, -1.0, 0.0))
+    rate = np.clip((income - spend) / np.where(income > TINY, income, 1.0), -1.0, 1.0)
+    return np.where(income > TINY, rate, np.where(spend > TINY, -1.0, 0.0))
 
 
 def _efund(s: Any) -> np.ndarray:
     spend = _spend_m(s)
-    months = np.minimum(s.savings / np.where(spend > 0, spend, 1.0), 24.0)
-    return np.where(spend > 0, months, np.where(s.savings > 0, 24.0, 0.0))
+    months = np.minimum(s.savings / np.where(spend > TINY, spend, 1.0), 24.0)
+    return np.where(spend > TINY, months, np.where(s.savings > 0, 24.0, 0.0))
 
 
 def _has_debt(s: Any) -> np.ndarray:
@@ -66,20 +67,20 @@ def _has_debt(s: Any) -> np.ndarray:
 
 def _debt_to_income(s: Any) -> np.ndarray:
     income = _income_m(s)
-    ratio = np.minimum(s.debt / (12.0 * np.where(income > 0, income, 1.0)), 5.0)
-    return np.where(income > 0, ratio, np.where(_has_debt(s), 5.0, 0.0))
+    ratio = np.minimum(s.debt / (12.0 * np.where(income > TINY, income, 1.0)), 5.0)
+    return np.where(income > TINY, ratio, np.where(_has_debt(s), 5.0, 0.0))
 
 
 def _spend_trend(s: Any) -> np.ndarray:
     before = s.hist["spend"][:, :-MONTH_WEEKS].sum(axis=1) / 2.0  # mean 4-week spend of the 8 weeks before
-    trend = _spend4(s) / np.where(before > 0, before, 1.0)
-    return np.where(before > 0, np.minimum(trend, 5.0), 1.0)
+    trend = _spend4(s) / np.where(before > TINY, before, 1.0)
+    return np.where(before > TINY, np.minimum(trend, 5.0), 1.0)
 
 
 def _velocity(s: Any) -> np.ndarray:
     spend = _spend4(s)
-    pace = MONTH_WEEKS * s.hist["spend"][:, -1] / np.where(spend > 0, spend, 1.0)
-    return np.where(spend > 0, np.minimum(pace, 5.0), 1.0)
+    pace = MONTH_WEEKS * s.hist["spend"][:, -1] / np.where(spend > TINY, spend, 1.0)
+    return np.where(spend > TINY, np.minimum(pace, 5.0), 1.0)
 
 
 def _balance_trend(s: Any) -> np.ndarray:
@@ -90,7 +91,7 @@ def _balance_trend(s: Any) -> np.ndarray:
 def _goal_pace(s: Any) -> np.ndarray:
     progress = s.goal_saved / s.goal_target
     elapsed = s.goal_age / s.goal_weeks
-    pace = np.minimum(progress / np.where(elapsed > 0, elapsed, 1.0), 3.0)
+    pace = np.minimum(progress / np.where(elapsed > TINY, elapsed, 1.0), 3.0)
     return np.where(s.goal_active & (s.goal_age > 0), pace, 1.0)
 
 

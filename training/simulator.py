@@ -221,6 +221,7 @@ class Simulator:
             )
         }
         self.traits: Traits | None = None
+        self._raw_cache: np.ndarray | None = None
         self.market = self.market_process.conditions(np.zeros(rows))
         self.reset_rows(np.arange(self.n), raw, seeds)
 
@@ -237,6 +238,7 @@ class Simulator:
     def reset_rows(self, users: np.ndarray, raw: np.ndarray, seeds: np.ndarray) -> None:
         """Start users `users` (indexes < n) afresh from raw rows with new seeds (and their twins with them)."""
         init_rows(self, users, raw, seeds)
+        self._raw_cache = None
         self.market = self.market_process.conditions(np.full(self._rows, self.clock))
 
     def net_worth(self) -> np.ndarray:
@@ -245,14 +247,17 @@ class Simulator:
 
     def raw_features(self) -> np.ndarray:
         """(n, N_FEATURES) raw features in spec order, rebuilt from the current state."""
-        return self._raw()[: self.n]
+        return self._raw()[: self.n].copy()
 
     def twin_raw_features(self) -> np.ndarray:
         """(n, N_FEATURES) raw features of the untreated twins (what would have happened without coaching)."""
-        return self._raw()[self.n :]
+        return self._raw()[self.n :].copy()
 
     def _raw(self) -> np.ndarray:
-        return rebuild(self, FEATURE_NAMES, self.start)
+        # Cached between a step and the next (the env observes, then the next step reads the same state).
+        if self._raw_cache is None:
+            self._raw_cache = rebuild(self, FEATURE_NAMES, self.start)
+        return self._raw_cache
 
     def step(self, actions: np.ndarray | Sequence[int], active: np.ndarray | None = None) -> StepResult:
         """Simulate one week with `actions[i]` shown to user i; invalid actions act as NO_ACTION.
@@ -285,6 +290,7 @@ class Simulator:
         month, month_end_days = _month_end_days(self.start_day + 7 * self.clock)
         self.market = market = self.market_process.conditions(np.full(rows, self.clock))
         raw = self._raw()
+        self._raw_cache = None  # the state changes from here on
         invalid = ~action_mask(raw)[idx, actions]
         executed = np.where(invalid | self.churned, NO_ACTION, actions)
         eff_before = self._effective_net_worth()
@@ -351,7 +357,9 @@ class Simulator:
         minimum = np.minimum(self.debt, interest + self.debt * MIN_PAYMENT_PRINCIPAL * 12.0 / 52.0)
         self.checking -= minimum
         self.debt -= minimum
-        self.debt = np.where(self.debt < 0.005, 0.0, self.debt)  # paid off: rounding dust is not debt
+        dust = np.where(self.debt < 0.005, self.debt, 0.0)  # paid off: the rounding dust is paid too
+        self.checking -= dust
+        self.debt -= dust
         savings_interest = self.savings * np.maximum(market["interest_rate"] - SAVINGS_SPREAD, 0.0) / 52.0
         self.savings += savings_interest
         investment_return = self.investments * (market["weekly_return"] + 0.01 * zn[:, 4])
