@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     # The default is for a laptop only: set your own secret anywhere real data flows.
     pseudonym_key: str = "fincoach-dev-pseudonym-key"
 
+    # --- RL environment and simulator (issue 4) ---
+    # Weights of the reward components (training.reward): JSON {"churn": 2} or churn=2,fatigue=0.5;
+    # unnamed components weigh 1. An env config's `reward_weights` overrides this.
+    reward_weights: str | None = None
+    # KS statistic per metric above which a simulator calibration fails validation and is not used.
+    sim_validation_max_ks: float = 0.35
+
     @property
     def home_dir(self) -> Path:
         """Absolute state folder, created on first use."""

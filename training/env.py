@@ -1,4 +1,8 @@
-"""The coaching environment: one simulated user, one coaching action a week (gymnasium API)."""
+"""The coaching environment: one simulated user, one coaching action a week (gymnasium API).
+
+The class docstring's action and observation tables are generated at import from the action catalog and
+the feature spec in force, so they never go stale.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,16 @@ import pandas as pd
 
 from fincoach.actions import ACTIONS, N_ACTIONS, action_mask
 from fincoach.feature_spec import FEATURES, N_FEATURES, normalise, raw_matrix
-from training.simulator import HORIZON, REWARD_MAX, REWARD_MIN, Simulator
+from training import reward as rw
+from training.sim_features import FORMULAS
+from training.sim_params import SimParams
+from training.simulator import HORIZON, Simulator
 
-_OBS_LOW = np.array([-f.clip for f in FEATURES], dtype=np.float32)
-_OBS_HIGH = np.array([f.clip for f in FEATURES], dtype=np.float32)
+OBS_LOW = np.array([-f.clip for f in FEATURES], dtype=np.float32)
+OBS_HIGH = np.array([f.clip for f in FEATURES], dtype=np.float32)
 
 
-def _users_matrix(users: Any) -> np.ndarray:
+def users_matrix(users: Any) -> np.ndarray:
     """Raw feature matrix from a DataFrame, a list of mappings, or an (n, N_FEATURES) array."""
     if isinstance(users, np.ndarray):
         raw = np.atleast_2d(users).astype(np.float64)
@@ -31,93 +38,85 @@ def _users_matrix(users: Any) -> np.ndarray:
     return raw_matrix(users)
 
 
+def sim_params(value: Any) -> SimParams | None:
+    """SimParams from an env config value: None, a SimParams or its dict."""
+    if value is None or isinstance(value, SimParams):
+        return value
+    return SimParams.from_dict(dict(value))
+
+
+def _action_table() -> str:
+    rows = ["| id | type | family | target | amount | bucket | urgency |", "|----|---|---|---|---|---|---|"]
+    rows += [
+        f"| {a.id} | {a.type} | {a.family} | {a.category} | {a.amount:g} | {a.amount_bucket} | {a.urgency} |"
+        for a in ACTIONS
+    ]
+    return "\n    ".join(rows)
+
+
+def _observation_table() -> str:
+    rows = [
+        "| index | name | raw meaning | transform | min | max | in the simulator |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for j, f in enumerate(FEATURES):
+        how = "rebuilt each week" if f.name in FORMULAS else "starting value, carried"
+        transform = f"{f.transform} / {f.scale:g}"
+        rows.append(f"| {j} | {f.name} | {f.description} | {transform} | {-f.clip:g} | {f.clip:g} | {how} |")
+    return "\n    ".join(rows)
+
+
+def _reward_table() -> str:
+    return "\n    ".join(f"- `{k}` in [{lo:g}, {hi:g}]" for k, (lo, hi) in rw.REWARD_CLIPS.items())
+
+
 class CoachingEnv(gym.Env):
     """
     ## Description
 
     A FinCoach user over twelve weeks. Each step is one week: income arrives, the user spends, and the
     agent picks one coaching nudge from the action catalog (`fincoach.actions.ACTIONS`). Whether the user
-    sees and accepts the nudge depends on latent traits (receptiveness per action type, fatigue from
-    recent nudges, impulsivity, app engagement) and on how relevant the nudge is to their situation;
-    accepting changes behaviour (a transfer to savings, an extra debt payment, spending less). The
-    dynamics are in `training.simulator`. Each episode starts from one row of a feature snapshot.
+    sees and accepts it depends on latent traits (receptiveness per action type, fatigue from recent
+    nudges, impulsivity, app engagement, churn risk) and on how relevant it is to their situation;
+    accepting changes behaviour. Market conditions (interest and inflation regime, equity returns) are an
+    exogenous process shared by every user of a run. Dynamics: `training.simulator`.
 
     ## Action Space
 
-    `Discrete(N_ACTIONS)`: the stable action ids of the catalog.
+    `Discrete(N_ACTIONS)`: the stable ids of the action catalog.
 
-    | id | type                 | target      | amount | urgency |
-    |----|----------------------|-------------|--------|---------|
-    | 0  | NO_ACTION            | none        | 0      | low     |
-    | 1  | SAVE_MORE            | savings     | 25     | low     |
-    | 2  | SAVE_MORE            | savings     | 100    | medium  |
-    | 3  | REDUCE_SPENDING      | dining      | 50     | medium  |
-    | 4  | REDUCE_SPENDING      | shopping    | 50     | medium  |
-    | 5  | PAY_DEBT_EXTRA       | highest_apr | 100    | high    |
-    | 6  | BUILD_EMERGENCY_FUND | savings     | 50     | high    |
-    | 7  | SET_GOAL             | none        | 0      | low     |
-    | 8  | REVIEW_BUDGET        | all         | 0      | low     |
-    | 9  | INVEST               | investments | 100    | low     |
+    {actions}
 
-    An action that `fincoach.actions.action_mask` does not allow for the user (paying debt one does not
-    have, a goal when one is active, investing without a buffer or with costly debt) is carried out as
-    NO_ACTION and costs a small penalty. `info["action_mask"]` gives the allowed actions of the current
-    observation.
+    An action `fincoach.actions.action_mask` does not allow for the user is carried out as NO_ACTION and
+    costs the `invalid` penalty; `info["action_mask"]` gives the allowed actions of the observation.
 
     ## Observation Space
 
     `Box(-clip, clip, (N_FEATURES,), float32)`: `fincoach.feature_spec.normalise` of the user's raw
-    features, the exact transform used to serve real users (clip is 5 for every feature today).
+    features, the exact transform used to serve real users. The simulator rebuilds every feature with a
+    formula (`training.sim_features.FORMULAS`) and carries the others at their starting value.
 
-    | index | name                    | raw unit / transform       | min | max |
-    |-------|-------------------------|----------------------------|-----|-----|
-    | 0     | monthly_income          | currency, log1p / 10       | -5  | 5   |
-    | 1     | monthly_spend           | currency, log1p / 10       | -5  | 5   |
-    | 2     | savings_rate            | ratio in [-1, 1]           | -5  | 5   |
-    | 3     | essential_share         | share of spend             | -5  | 5   |
-    | 4     | discretionary_share     | share of spend             | -5  | 5   |
-    | 5     | spending_volatility     | coefficient of var. / 2    | -5  | 5   |
-    | 6     | impulse_share           | share of spend             | -5  | 5   |
-    | 7     | checking_balance        | currency, log1p / 10       | -5  | 5   |
-    | 8     | savings_balance         | currency, log1p / 10       | -5  | 5   |
-    | 9     | emergency_fund_months   | months / 6                 | -5  | 5   |
-    | 10    | debt_total              | currency, log1p / 10       | -5  | 5   |
-    | 11    | debt_to_income          | ratio                      | -5  | 5   |
-    | 12    | max_debt_apr            | APR / 0.3                  | -5  | 5   |
-    | 13    | goal_progress           | share of target            | -5  | 5   |
-    | 14    | has_active_goal         | 0 / 1                      | -5  | 5   |
-    | 15    | sessions_30d            | count, log1p / 4           | -5  | 5   |
-    | 16    | days_since_last_session | days / 30                  | -5  | 5   |
-    | 17    | nudge_acceptance_rate   | share                      | -5  | 5   |
-    | 18    | age                     | years / 50                 | -5  | 5   |
+    {observations}
 
     ## Rewards
 
-    Reward is the lift over not coaching: the simulator runs an untreated twin of the user (same row,
-    same seed, never nudged) and the financial components are the user's change minus the twin's.
-    The twin does not depend on the policy, so this shifts every policy's return by the same amount
-    (a policy that never nudges scores 0) and removes most of the noise. The reward is the sum of five
-    clipped components (each in `info["reward_components"]`), so it lies in `[REWARD_MIN, REWARD_MAX]`
-    = [-2.25, 1.7]:
+    A vector of components (each step's values in `info["reward_components"]`, the episode's sums in
+    `info["episode_components"]` at its last step), scalarised with non-negative weights
+    (`FINCOACH_REWARD_WEIGHTS` or `reward_weights`, all 1 by default); `reward_bounds` is the range.
+    Financial components are lifts over an untreated twin of the user (same row and luck, never nudged):
+    a policy that never nudges scores 0. See `training.reward`.
 
-    - `health` in [-1, 1]: lift in effective net worth (holdings plus two years of the interest they
-      earn, minus debt plus two years of the interest it costs) over the user's weekly income;
-    - `goal` in [-0.5, 0.5]: 2 x lift in (emergency-buffer score 1 - exp(-savings / 1.5 months of
-      spending) + progress of the active goal);
-    - `fatigue` in [-0.5, 0]: -0.005 x accumulated nudge fatigue, whenever a nudge is shown;
-    - `overdraft` in [-0.2, 0.2]: -0.2 x (user overdrawn this week - twin overdrawn this week), on top
-      of the fee that `health` already counts;
-    - `invalid` in [-0.05, 0]: -0.05 for an action the mask does not allow.
+    {rewards}
 
     ## Starting State
 
-    A user drawn uniformly from the snapshot (or `options["user_index"]`), with latent traits and every
-    weekly shock drawn from a seed taken from `self.np_random`. Ratios such as the emergency fund are
-    recomputed from the row's balances, so the first observation can differ slightly from the row.
+    A user drawn uniformly from the snapshot (or `options["user_index"]`), with latent traits and weekly
+    luck from a seed taken from `self.np_random`, a market path and a calendar start from it too.
 
     ## Episode End
 
-    Never terminated (the user's finances go on); truncated after `horizon` weeks (12 by default).
+    Terminated when the user leaves the app (churn: absorbing, nothing can reach them any more);
+    truncated after `horizon` weeks (12 by default).
 
     ## Arguments
 
@@ -127,7 +126,9 @@ class CoachingEnv(gym.Env):
       or an `(n, N_FEATURES)` array of raw features in spec order;
     - `horizon` (default 12): weeks per episode;
     - `seed` (default None): seed of the first `reset()` without one (RLlib's `worker_index` and
-      `vector_index` are added, so parallel copies differ).
+      `vector_index` are added, so parallel copies differ);
+    - `reward_weights` (default: the setting): JSON, `k=v,...` or a mapping of component weights;
+    - `sim_params` (default: `training.sim_params.DEFAULT_PARAMS`): a calibration (SimParams or its dict).
     """
 
     metadata = {"render_modes": []}
@@ -136,17 +137,21 @@ class CoachingEnv(gym.Env):
         cfg = {**(dict(config) if config else {}), **kwargs}
         if "users" not in cfg:
             raise ValueError("CoachingEnv needs `users`: the feature snapshot to draw simulated users from")
-        self._users = _users_matrix(cfg["users"])
+        self._users = users_matrix(cfg["users"])
         if len(self._users) == 0:
             raise ValueError("CoachingEnv needs at least one user in `users`")
         self.horizon = int(cfg.get("horizon", HORIZON))
+        self.weights = rw.resolve_weights(cfg.get("reward_weights"))
+        self.params = sim_params(cfg.get("sim_params"))
         seed = cfg.get("seed")
         offset = int(getattr(config, "worker_index", 0)) * 1000 + int(getattr(config, "vector_index", 0))
         self._first_seed = None if seed is None else int(seed) + offset
-        self.observation_space = gym.spaces.Box(_OBS_LOW, _OBS_HIGH, dtype=np.float32)
+        self.observation_space = gym.spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
         self.action_space = gym.spaces.Discrete(N_ACTIONS)
-        self.reward_bounds = (REWARD_MIN, REWARD_MAX)
+        self.reward_bounds = rw.bounds(self.weights)
+        self.reward_range = self.reward_bounds
         self.sim: Simulator | None = None
+        self._episode: dict[str, float] = {}
 
     def _observation(self) -> tuple[np.ndarray, np.ndarray]:
         raw = self.sim.raw_features()
@@ -155,18 +160,26 @@ class CoachingEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict]:
-        """Start a new user: a snapshot row and a fresh draw of traits and weekly shocks."""
+        """Start a new user: a snapshot row and a fresh draw of traits, luck, market and calendar."""
         if seed is None and self._first_seed is not None:
             seed, self._first_seed = self._first_seed, None
         super().reset(seed=seed)
         options = options or {}
-        index = (
-            int(options["user_index"])
-            if "user_index" in options
-            else int(self.np_random.integers(len(self._users)))
+        if "user_index" in options:
+            index = int(options["user_index"])
+        else:
+            index = int(self.np_random.integers(len(self._users)))
+        user_seed, market_seed, day = (int(x) for x in self.np_random.integers(0, 2**62, 3))
+        self.sim = Simulator(
+            self._users[index : index + 1],
+            [user_seed],
+            self.horizon,
+            params=self.params,
+            market_seed=market_seed,
+            start_day=day % 365,
+            reward_weights=self.weights,
         )
-        user_seed = int(self.np_random.integers(0, 2**62))
-        self.sim = Simulator(self._users[index : index + 1], [user_seed], self.horizon)
+        self._episode = dict.fromkeys(rw.REWARD_COMPONENTS, 0.0)
         obs, mask = self._observation()
         return obs, {"action_mask": mask, "user_index": index}
 
@@ -178,14 +191,28 @@ class CoachingEnv(gym.Env):
             raise ValueError(f"action must be an int in [0, {N_ACTIONS}), got {action!r}")
         result = self.sim.step([int(action)])
         obs, mask = self._observation()
+        components = {k: float(v[0]) for k, v in result.components.items()}
+        for k, v in components.items():
+            self._episode[k] += v
+        terminated, truncated = bool(result.churned[0]), self.sim.done and not bool(result.churned[0])
         info = {
             "action_mask": mask,
             "executed_action": int(result.executed[0]),
             "invalid_action": bool(result.invalid[0]),
             "accepted": bool(result.accepted[0]),
+            "churned": terminated,
             "action_type": ACTIONS[int(result.executed[0])].type,
-            "reward_components": {k: float(v[0]) for k, v in result.components.items()},
+            "reward_components": components,
             "flows": {k: float(v[0]) for k, v in result.flows.items()},
             "week": self.sim.t,
         }
-        return obs, float(result.reward[0]), False, self.sim.done, info
+        if terminated or truncated:
+            info["episode_components"] = dict(self._episode)
+        return obs, float(result.reward[0]), terminated, truncated, info
+
+
+CoachingEnv.__doc__ = (
+    CoachingEnv.__doc__.replace("{actions}", _action_table())
+    .replace("{observations}", _observation_table())
+    .replace("{rewards}", _reward_table())
+)

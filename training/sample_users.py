@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fincoach.feature_spec import FEATURE_NAMES
+from fincoach.feature_spec import FEATURE_NAMES, FEATURES
 
 
 def sample_snapshot(n: int, seed: int = 0) -> pd.DataFrame:
@@ -60,4 +60,31 @@ def sample_snapshot(n: int, seed: int = 0) -> pd.DataFrame:
             "age": age,
         }
     )
+    v2 = {  # spec-v2 features (FEATURES_V2), used only if the spec in force has them
+        "weekend_spend_share": np.clip(rng.normal(0.33, 0.08, n), 0, 1),
+        "month_end_spend_share": np.clip(rng.normal(0.25, 0.06, n), 0, 1),
+        "spend_trend": np.clip(rng.lognormal(0, 0.2, n), 0, 5),
+        "days_to_payday": rng.integers(0, 31, n).astype(float),
+        "spending_velocity": np.clip(rng.lognormal(0, 0.3, n), 0, 5),
+        "balance_trend": np.clip(rng.normal(0.05, 0.3, n), -5, 5),
+        "dining_share": discretionary * rng.beta(3, 4, n),
+        "avg_session_minutes": np.where(sessions > 0, rng.lognormal(np.log(4), 0.5, n), 0.0),
+        "features_used_30d": np.minimum(sessions, rng.integers(0, 9, n)).astype(float),
+        "clicks_per_session": np.where(sessions > 0, rng.lognormal(np.log(6), 0.4, n), 0.0),
+        "saving_streak_weeks": rng.geometric(0.4, n).astype(float) - 1,
+        "mobile_device": (rng.random(n) < 0.8).astype(float),
+        "evening_session_share": np.where(sessions > 0, rng.beta(2, 4, n), 0.0),
+        "goal_pace_ratio": np.where(has_goal > 0, np.clip(rng.lognormal(0, 0.5, n), 0, 3), 1.0),
+        "goals_achieved": rng.poisson(0.3, n).astype(float),
+        "risk_tolerance": rng.choice([0.0, 0.5, 1.0], n),
+        "nudges_7d": rng.poisson(1.0, n).astype(float),
+        "days_since_last_nudge": np.minimum(rng.exponential(7, n).round(), 90),
+        "market_interest_rate": np.full(n, 0.025),
+        "market_inflation_rate": np.full(n, 0.02),
+        "market_return_3m": np.full(n, 0.02),
+    }
+    v2["shopping_share"] = (discretionary - v2["dining_share"]) * rng.beta(3, 3, n)
+    for f in FEATURES:
+        if f.name not in frame.columns:
+            frame[f.name] = v2.get(f.name, np.full(n, f.default))
     return frame[["user_id", *FEATURE_NAMES]]

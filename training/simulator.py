@@ -1,125 +1,186 @@
-"""A small, seeded simulator of how a user's finances respond to weekly coaching.
+"""A seeded, vectorised simulator of how users' finances respond to weekly coaching.
 
-Each simulated user starts from one row of a feature snapshot (raw features in spec order) and gets latent
-traits drawn from their own seed (training.user_model): receptiveness to each action type, sensitivity to
-nudge fatigue, impulsivity, how often they open the app, whether their bank sweeps savings into an
-overdrawn checking account, how their discretionary spending splits between dining and shopping. One
-step is one week:
+Each simulated user starts from one row of a feature snapshot (raw features in spec order), follows the
+income and spending processes of their archetype (training.sim_params, fitted by training.calibrate) and
+has latent traits from their own seed (training.user_model). One step is one week:
 
-1. income arrives (small noise) and standing savings habits move money to savings;
-2. the user opens the app (Poisson sessions, fewer when fatigued) and the coaching action is shown;
-3. they accept with probability sigmoid(receptiveness + relevance of the action to their state - fatigue);
-   a nudge they never see (no session, no push read) cannot be accepted;
-4. an accepted nudge changes behaviour: a transfer to savings, an extra debt payment, a spending cut
-   that fades over the following weeks, a goal with a standing auto-saving, an investment;
-5. spending happens (essential, other, planned discretionary, impulse; noise scales with volatility),
-   debt accrues interest and takes its minimum payment, savings and investments earn returns,
-   an overdrawn account is swept from savings (if the user has that) and otherwise charged a fee.
+1. income arrives (log-normal noise, now and then a week with half the pay) and standing habits move
+   money to savings and to debt;
+2. the user opens the app (Poisson sessions, fewer when fatigued) and the coaching action is shown; a
+   user who has left the app (churned) sees nothing;
+3. they accept with probability sigmoid(receptiveness + relevance - fatigue); unseen nudges cannot be;
+4. an accepted nudge changes behaviour: a transfer (save, pay debt, invest: the amount the action names),
+   a spending cut in the named category that fades, a goal with a standing auto-saving, a re-planned goal;
+5. spending happens: essential (rising with inflation), discretionary per category (dining, shopping,
+   entertainment, travel, with seasonal peaks), impulse purchases; a weekend and month-end split;
+   debt accrues interest and takes its minimum payment, savings earn the market's interest rate minus a
+   spread, investments the market's return; an overdrawn account is swept from savings or charged a fee;
+6. fatigue raises the chance of leaving the app for good (churn, absorbing).
 
-Everything random is drawn up front from each user's own generator, independently of the actions
-taken, so two policies run on the same seeds see the same incomes, spending shocks, sessions and
-coin flips (common random numbers): differences in outcome are caused by the policies alone.
+Common random numbers: every draw is a function of (user seed, week, stream) (training.crn) and the market
+path (training.market) of the run's seed, never of the actions, so two policies on the same seeds see the
+same incomes, shocks, sessions and coin flips.
 
-Reward is the lift over not coaching. Each user has an untreated twin (same row, same seed, always
-NO_ACTION) simulated alongside; the financial components of the reward (health, goal, overdraft) are the
-user's change minus the twin's. The twin never depends on the policy, so this subtracts the same
-number from every policy's return (rankings and differences between policies are unchanged) while
-removing most of the variance that comes from who the user is and their luck: a policy that never
-nudges scores exactly 0, and a positive mean reward means coaching helped.
+Reward is the lift over not coaching: each user has an untreated twin (same row and seed, always
+NO_ACTION) simulated alongside; the financial components are the user's change minus the twin's, so a
+policy that never nudges scores exactly 0. Components and weights: training.reward.
 
 Balance identity (money is conserved), per user and step, with net worth = checking + savings +
 investments - debt:
 
     Δ net worth = income - spending - debt_interest - overdraft_fee + savings_interest + investment_return
 
-Every other movement (saving, paying debt, investing, minimum payments, sweeps) is a transfer between
-the user's own accounts and nets to zero. `StepResult.flows` carries the six terms so tests can check it.
+Every other movement is a transfer between the user's own accounts. `StepResult.flows` carries the terms.
 
-The state is kept in raw-feature terms: `raw_features()` rebuilds every feature of the spec from the
-state (30-day figures from the last four weeks), and the agent observes `fincoach.feature_spec.normalise`
-of it, the same transform serving applies to real users.
+Users are stepped in lockstep by `step`, and `reset_rows` restarts some of them (the vector env's
+autoreset): each row has its own week. `raw_features()` rebuilds every spec feature (training.sim_features).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from fincoach.actions import ACTIONS, N_ACTIONS, NO_ACTION, action_mask
-from fincoach.feature_spec import N_FEATURES, FeatureSpecError
+from fincoach.actions import N_ACTIONS, NO_ACTION, action_mask
+from fincoach.feature_spec import FEATURE_NAMES, N_FEATURES, FeatureSpecError
+from training import reward as rw
+from training.crn import normals, uniforms
+from training.market import MarketProcess
+from training.responses import apply_accepted, move_from_checking
+from training.sim_features import rebuild
+from training.sim_init import HISTORY_WEEKS, SPLIT, init_rows
+from training.sim_params import DEFAULT_PARAMS, SimParams
 from training.user_model import (
-    COL,
+    CHURN_FATIGUE,
     FATIGUE_DECAY,
     FATIGUE_OF,
+    N_NORMALS,
+    N_UNIFORMS,
     PUSH_SEEN,
+    S_WEEK_N,
+    S_WEEK_U,
     SESSIONS_FATIGUE,
-    draw_traits,
+    Traits,
     poisson_from_uniform,
     relevance,
     sigmoid,
 )
 
-SIMULATOR_VERSION = "sim-v1"
+SIMULATOR_VERSION = "sim-v2"
 HORIZON = 12  # weeks in one episode
-WEEKS_PER_MONTH = 52 / 12
-HISTORY_WEEKS = 4  # 30-day features are rebuilt from the last four weeks
 
 # Money.
 OVERDRAFT_FEE = 25.0
-SAVINGS_APR = 0.02
-INVEST_MEAN_RETURN = 0.06  # a year
-INVEST_VOLATILITY = 0.15  # a year
+SAVINGS_SPREAD = 0.005  # savings earn the policy rate minus this
+SAVINGS_APR = 0.02  # for valuing holdings in the reward (fixed, so the market cannot move the reward)
+INVEST_MEAN_RETURN = 0.06
 MIN_PAYMENT_PRINCIPAL = 0.01  # a month, on top of the interest
+SEASON = {  # month (1..12) -> factor on a discretionary category
+    "shopping": {11: 1.5, 12: 2.0},
+    "travel": {6: 1.6, 7: 1.8, 8: 1.6, 12: 1.5},
+}
 # What an accepted nudge does (who accepts is training.user_model).
 HABIT_DECAY = 0.9  # standing transfers started by a nudge fade by this factor a week
 SPEND_CUT_PERSISTENCE = 0.5  # share of a spending cut kept the next week (less for impulsive users)
-# Reward (every component is clipped, so the total is bounded).
+# Reward scales.
 VALUE_YEARS = 2.0  # holdings count with this many years of the interest they earn (or cost, for debt)
 GOAL_WEIGHT = 2.0
 BUFFER_MONTHS = 1.5  # scale of the emergency-buffer score 1 - exp(-months / BUFFER_MONTHS)
-FATIGUE_PENALTY = 0.005  # per unit of fatigue, whenever a nudge is shown
-OVERDRAFT_PENALTY = 0.2  # per week ending overdrawn, on top of the fee
-INVALID_PENALTY = 0.05  # an action the catalog does not allow for this user
-REWARD_CLIPS = {  # health, goal and overdraft are lifts over the untreated twin, so they can be positive
-    "health": (-1.0, 1.0),
-    "goal": (-0.5, 0.5),
-    "fatigue": (-0.5, 0.0),
-    "overdraft": (-OVERDRAFT_PENALTY, OVERDRAFT_PENALTY),
-    "invalid": (-INVALID_PENALTY, 0.0),
-}
-REWARD_COMPONENTS = tuple(REWARD_CLIPS)
-REWARD_MIN = sum(lo for lo, _ in REWARD_CLIPS.values())
-REWARD_MAX = sum(hi for _, hi in REWARD_CLIPS.values())
-# Floors of the per-user scales that turn money into reward, so a user with no income does not explode it.
-MIN_REF_INCOME_WEEK = 100.0
-MIN_REF_SPEND_MONTH = 400.0
-_SAVING_IDS = [a.id for a in ACTIONS if a.type in ("SAVE_MORE", "BUILD_EMERGENCY_FUND")]
+FATIGUE_PENALTY = 0.005
+OVERDRAFT_PENALTY = 0.2
+INVALID_PENALTY = 0.05
+CHURN_PENALTY = 1.0
+REWARD_COMPONENTS = rw.REWARD_COMPONENTS
+REWARD_MIN, REWARD_MAX = rw.bounds(rw.parse_weights(None))  # with unit weights
+_EPOCH = np.datetime64("2026-01-01")
+# Every per-row state array (rows = users then twins), re-initialised by reset_rows.
+_STATE = (
+    "base_income",
+    "base_essential",
+    "base_other",
+    "base_planned",
+    "base_impulse",
+    "volatility",
+    "checking",
+    "savings",
+    "investments",
+    "debt",
+    "apr",
+    "goal_active",
+    "goal_target",
+    "goal_saved",
+    "goal_age",
+    "goal_weeks",
+    "goals_achieved",
+    "achieved_in_sim",
+    "age",
+    "days_since_session",
+    "prior_shown",
+    "prior_accepted",
+    "nudges_shown",
+    "nudges_accepted",
+    "fatigue",
+    "spend_cut",
+    "save_habit",
+    "debt_habit",
+    "price",
+    "saving_streak",
+    "nudges_7d",
+    "days_since_nudge",
+    "churned",
+    "ref_income_week",
+    "ref_spend_month",
+    "week",
+    "receptiveness",
+    "seeds",
+    "start",
+    "income_sd",
+    "income_drop_p",
+    "essential_sd",
+    "discretionary_sd",
+    "impulse_sd",
+    "impulse_scale",
+)
 
 
 @dataclass
 class StepResult:
     """What one week did to each of the n users."""
 
-    reward: np.ndarray  # (n,) total reward, in [REWARD_MIN, REWARD_MAX]
-    components: dict[str, np.ndarray]  # name -> (n,) reward component (they sum to `reward`)
-    executed: np.ndarray  # (n,) action actually applied (NO_ACTION where the chosen one was invalid)
+    reward: np.ndarray  # (n,) weighted reward
+    components: dict[str, np.ndarray]  # name -> (n,) clipped reward component (unweighted)
+    executed: np.ndarray  # (n,) action actually applied (NO_ACTION where invalid, or the user has left)
     invalid: np.ndarray  # (n,) bool: the chosen action was not allowed for the user
     shown: np.ndarray  # (n,) bool: a nudge (not NO_ACTION) was shown
     seen: np.ndarray  # (n,) bool: the user saw it (a session that week, or read the push)
     accepted: np.ndarray  # (n,) bool: the user acted on it
+    churned: np.ndarray  # (n,) bool: the user left the app this week (terminal)
     flows: dict[str, np.ndarray]  # the terms of the balance identity, see the module docstring
 
 
+def _month_end_days(day0: int) -> tuple[int, float]:
+    """(month of the week starting `day0` days after the epoch, share of its days in a month's last 7)."""
+    days = _EPOCH + np.arange(day0, day0 + 7)
+    months = days.astype("datetime64[M]")
+    to_end = ((months + 1).astype("datetime64[D]") - days).astype(int)
+    return int(months[3].astype(int) % 12 + 1), float((to_end <= 7).mean())
+
+
 class Simulator:
-    """n simulated users stepping through weeks together; each user's randomness comes from their seed.
+    """n simulated users stepping through weeks; rows 0..n-1 are the users, n..2n-1 their untreated twins."""
 
-    Internally the state holds 2n rows: the users (rows 0..n-1) and their untreated twins (rows n..2n-1).
-    Public methods and results are about the n users only.
-    """
-
-    def __init__(self, raw: np.ndarray, seeds: Sequence[int] | np.ndarray, horizon: int = HORIZON):
+    def __init__(
+        self,
+        raw: np.ndarray,
+        seeds: Sequence[int] | np.ndarray,
+        horizon: int = HORIZON,
+        params: SimParams | None = None,
+        market_seed: int = 0,
+        start_day: int = 0,
+        reward_weights: Mapping[str, float] | None = None,
+    ):
         raw = np.atleast_2d(np.asarray(raw, dtype=np.float64))
         if raw.shape[1] != N_FEATURES:
             raise FeatureSpecError(f"expected {N_FEATURES} raw features, got {raw.shape[1]}")
@@ -128,72 +189,57 @@ class Simulator:
             raise ValueError(f"one seed per user: got {len(seeds)} seeds for {len(raw)} users")
         if horizon < 1:
             raise ValueError(f"horizon must be at least one week, got {horizon}")
-        self.n, self.horizon, self.t = len(raw), horizon, 0
-        raw = np.where(np.isfinite(raw), raw, 0.0)
-        raw = np.concatenate([raw, raw])  # the users, then their twins
-        n = self._rows = len(raw)
-
-        def col(name: str) -> np.ndarray:
-            return raw[:, COL[name]].copy()
-
-        # Money and spending baselines from the snapshot (weekly amounts).
-        income_m = np.maximum(col("monthly_income"), 0.0)
-        spend_m = np.maximum(col("monthly_spend"), 0.0)
-        ess = np.clip(col("essential_share"), 0.0, 1.0)
-        disc = np.clip(col("discretionary_share"), 0.0, 1.0 - ess)
-        imp = np.clip(col("impulse_share"), 0.0, disc)
-        self.base_income = income_m / WEEKS_PER_MONTH
-        self.base_essential = ess * spend_m / WEEKS_PER_MONTH
-        self.base_other = (1.0 - ess - disc) * spend_m / WEEKS_PER_MONTH
-        self.base_planned = (disc - imp) * spend_m / WEEKS_PER_MONTH
-        self.base_impulse = imp * spend_m / WEEKS_PER_MONTH
-        self.volatility = np.clip(col("spending_volatility"), 0.0, 3.0)
-        self.checking = col("checking_balance")
-        self.savings = np.maximum(col("savings_balance"), 0.0)
-        self.investments = np.zeros(n)
-        self.debt = np.maximum(col("debt_total"), 0.0)
-        self.apr = np.where(self.debt > 0, np.clip(col("max_debt_apr"), 0.0, 1.0), 0.0)
-        self.goal_active = col("has_active_goal") >= 0.5
-        self.goal_target = np.maximum(2.0 * income_m, 500.0)
-        self.goal_saved = np.where(
-            self.goal_active, np.clip(col("goal_progress"), 0.0, 1.0) * self.goal_target, 0.0
-        )
-        self.age = col("age")
-        self.days_since_session = np.clip(col("days_since_last_session"), 0.0, 90.0)
-        acceptance = np.clip(col("nudge_acceptance_rate"), 0.0, 1.0)
-        self.prior_shown = np.full(n, 4.0)  # the snapshot's rate counts as four earlier nudges
-        self.prior_accepted = acceptance * self.prior_shown
-        self.nudges_shown = np.zeros(n)
-        self.nudges_accepted = np.zeros(n)
-        self.fatigue = np.zeros(n)
-        self.spend_cut = np.zeros(n)  # weekly discretionary spending the user has cut (fades)
-        self.save_habit = np.zeros(n)  # weekly standing transfer to savings (fades)
-        self.debt_habit = np.zeros(n)  # weekly standing extra debt payment (fades)
-        # Last four weeks, newest last: the 30-day features are rebuilt from these.
-        sessions_week = np.maximum(col("sessions_30d"), 0.0) * 7.0 / 30.0
+        self.n, self.horizon, self._rows = len(raw), horizon, 2 * len(raw)
+        self.params = params or DEFAULT_PARAMS
+        self.weights = rw.parse_weights(reward_weights)
+        self.market_process = MarketProcess(market_seed)
+        self.start_day, self.clock = int(start_day), 0
+        rows = self._rows
+        for name in _STATE:
+            setattr(self, name, np.zeros(rows))
+        for name in ("goal_active", "churned"):
+            setattr(self, name, np.zeros(rows, dtype=bool))
+        self.week = np.zeros(rows, dtype=np.int64)
+        self.seeds = np.zeros(rows, dtype=np.int64)
+        self.receptiveness = np.zeros((rows, N_ACTIONS))
+        self.start = np.zeros((rows, N_FEATURES))
+        self.spend_cut = np.zeros((rows, len(SPLIT)))
         self.hist = {
-            name: np.repeat(v[:, None], HISTORY_WEEKS, axis=1)
-            for name, v in {
-                "income": self.base_income,
-                "essential": self.base_essential,
-                "other": self.base_other,
-                "discretionary": self.base_planned + self.base_impulse,
-                "impulse": self.base_impulse,
-                "sessions": sessions_week,
-            }.items()
+            name: np.zeros((rows, HISTORY_WEEKS))
+            for name in (
+                "income",
+                "essential",
+                "other",
+                "discretionary",
+                "impulse",
+                "sessions",
+                "spend",
+                "weekend",
+                "month_end",
+                "balance",
+                *SPLIT,
+            )
         }
-        # Scales turning money into reward, fixed at the start so no policy can move them.
-        self.ref_income_week = np.maximum(self.base_income, MIN_REF_INCOME_WEEK)
-        self.ref_spend_month = np.maximum(spend_m, MIN_REF_SPEND_MONTH)
+        self.traits: Traits | None = None
+        self._raw_cache: np.ndarray | None = None
+        self.market = self.market_process.conditions(np.zeros(rows))
+        self.reset_rows(np.arange(self.n), raw, seeds)
 
-        # Latent traits and every weekly shock, from each user's seed; a twin shares its user's.
-        self.traits = draw_traits(raw[: self.n], seeds, horizon).doubled()
-        self.receptiveness = self.traits.receptiveness.copy()  # grows when a user sets a goal
+    @property
+    def t(self) -> int:
+        """Weeks simulated by the least advanced user."""
+        return int(self.week[: self.n].min())
 
     @property
     def done(self) -> bool:
-        """True once `horizon` weeks have been simulated."""
+        """True once every user has had `horizon` weeks."""
         return self.t >= self.horizon
+
+    def reset_rows(self, users: np.ndarray, raw: np.ndarray, seeds: np.ndarray) -> None:
+        """Start users `users` (indexes < n) afresh from raw rows with new seeds (and their twins with them)."""
+        init_rows(self, users, raw, seeds)
+        self._raw_cache = None
+        self.market = self.market_process.conditions(np.full(self._rows, self.clock))
 
     def net_worth(self) -> np.ndarray:
         """checking + savings + investments - debt, per user."""
@@ -201,140 +247,73 @@ class Simulator:
 
     def raw_features(self) -> np.ndarray:
         """(n, N_FEATURES) raw features in spec order, rebuilt from the current state."""
-        return self._raw()[: self.n]
+        return self._raw()[: self.n].copy()
 
     def twin_raw_features(self) -> np.ndarray:
         """(n, N_FEATURES) raw features of the untreated twins (what would have happened without coaching)."""
-        return self._raw()[self.n :]
+        return self._raw()[self.n :].copy()
 
     def _raw(self) -> np.ndarray:
-        h = self.hist
-        income_m = h["income"].mean(axis=1) * WEEKS_PER_MONTH
-        spend_4w = h["essential"].sum(axis=1) + h["other"].sum(axis=1) + h["discretionary"].sum(axis=1)
-        spend_m = spend_4w / HISTORY_WEEKS * WEEKS_PER_MONTH
-        safe_income = np.where(income_m > 0, income_m, 1.0)
-        safe_spend_4w = np.where(spend_4w > 0, spend_4w, 1.0)
-        has_debt = self.debt > 0.005
-        out = np.empty((self._rows, N_FEATURES))
-        out[:, COL["monthly_income"]] = income_m
-        out[:, COL["monthly_spend"]] = spend_m
-        out[:, COL["savings_rate"]] = np.where(
-            income_m > 0,
-            np.clip((income_m - spend_m) / safe_income, -1.0, 1.0),
-            np.where(spend_m > 0, -1.0, 0.0),
-        )
-        out[:, COL["essential_share"]] = np.where(
-            spend_4w > 0, h["essential"].sum(axis=1) / safe_spend_4w, 0.0
-        )
-        out[:, COL["discretionary_share"]] = np.where(
-            spend_4w > 0, h["discretionary"].sum(axis=1) / safe_spend_4w, 0.0
-        )
-        out[:, COL["spending_volatility"]] = self.volatility
-        out[:, COL["impulse_share"]] = np.where(spend_4w > 0, h["impulse"].sum(axis=1) / safe_spend_4w, 0.0)
-        out[:, COL["checking_balance"]] = self.checking
-        out[:, COL["savings_balance"]] = self.savings
-        out[:, COL["emergency_fund_months"]] = np.where(
-            spend_m > 0,
-            np.minimum(self.savings / np.where(spend_m > 0, spend_m, 1.0), 24.0),
-            np.where(self.savings > 0, 24.0, 0.0),
-        )
-        out[:, COL["debt_total"]] = np.where(has_debt, self.debt, 0.0)
-        out[:, COL["debt_to_income"]] = np.where(
-            income_m > 0, np.minimum(self.debt / (12.0 * safe_income), 5.0), np.where(has_debt, 5.0, 0.0)
-        )
-        out[:, COL["max_debt_apr"]] = np.where(has_debt, self.apr, 0.0)
-        out[:, COL["goal_progress"]] = np.where(
-            self.goal_active, np.minimum(self.goal_saved / self.goal_target, 1.0), 0.0
-        )
-        out[:, COL["has_active_goal"]] = self.goal_active.astype(float)
-        out[:, COL["sessions_30d"]] = h["sessions"].sum(axis=1) * 30.0 / 28.0
-        out[:, COL["days_since_last_session"]] = self.days_since_session
-        out[:, COL["nudge_acceptance_rate"]] = (self.prior_accepted + self.nudges_accepted) / (
-            self.prior_shown + self.nudges_shown
-        )
-        out[:, COL["age"]] = self.age
-        return out
+        # Cached between a step and the next (the env observes, then the next step reads the same state).
+        if self._raw_cache is None:
+            self._raw_cache = rebuild(self, FEATURE_NAMES, self.start)
+        return self._raw_cache
 
-    def _move(self, who: np.ndarray, amount: np.ndarray | float) -> np.ndarray:
-        """Amount each user in `who` can move out of checking now (never more than is there)."""
-        return np.where(who, np.minimum(amount, np.maximum(self.checking, 0.0)), 0.0)
+    def step(self, actions: np.ndarray | Sequence[int], active: np.ndarray | None = None) -> StepResult:
+        """Simulate one week with `actions[i]` shown to user i; invalid actions act as NO_ACTION.
 
-    def _apply(self, accepted: np.ndarray, actions: np.ndarray) -> None:
-        """Behaviour change of the users who accepted their nudge (transfers only: net worth unchanged)."""
-        if not accepted.any():
-            return
-        chosen = accepted[:, None] & (actions[:, None] == np.arange(N_ACTIONS))
-
-        def took(*ids: int) -> np.ndarray:
-            return chosen[:, list(ids)].any(axis=1)
-
-        for aid in (1, 2, 6):  # SAVE_MORE 25 / 100, BUILD_EMERGENCY_FUND 50
-            who = took(aid)
-            move = self._move(who, ACTIONS[aid].amount)
-            self.checking -= move
-            self.savings += move
-            self.goal_saved += np.where(self.goal_active, move, 0.0)
-        self.save_habit += np.where(took(1, 2), 0.2 * np.array([a.amount for a in ACTIONS])[actions], 0.0)
-        self.save_habit += np.where(took(6) & (self.savings < 3.0 * self.ref_spend_month), 10.0, 0.0)
-        discretionary = self.base_planned + self.base_impulse
-        category = (
-            np.where(actions == 3, self.traits.dining_share, 1.0 - self.traits.dining_share) * discretionary
-        )
-        self.spend_cut += np.where(took(3, 4), np.minimum(ACTIONS[3].amount, 0.5 * category), 0.0)
-        pay = np.minimum(self._move(took(5), ACTIONS[5].amount), self.debt)
-        self.checking -= pay
-        self.debt -= pay
-        self.debt_habit += np.where(took(5), 0.2 * ACTIONS[5].amount, 0.0)
-        new_goal = took(7) & ~self.goal_active
-        self.goal_target = np.where(
-            new_goal, np.maximum(2.0 * self.base_income * WEEKS_PER_MONTH, 500.0), self.goal_target
-        )
-        self.goal_saved = np.where(new_goal, 0.0, self.goal_saved)
-        self.goal_active = self.goal_active | new_goal
-        self.save_habit += np.where(new_goal, 0.03 * self.base_income, 0.0)
-        self.receptiveness[:, _SAVING_IDS] += np.where(new_goal, 0.3, 0.0)[:, None]  # a goal motivates saving
-        review = took(8)
-        self.spend_cut += np.where(review, 0.05 * discretionary, 0.0)
-        self.volatility = np.where(review, 0.9 * self.volatility, self.volatility)
-        invest = self._move(took(9), ACTIONS[9].amount)
-        self.checking -= invest
-        self.investments += invest
-
-    def step(self, actions: np.ndarray | Sequence[int]) -> StepResult:
-        """Simulate one week with `actions[i]` shown to user i; invalid actions act as NO_ACTION."""
-        if self.done:
-            raise RuntimeError(f"the simulation is over ({self.horizon} weeks): start a new one")
-        actions = np.asarray(actions, dtype=np.int64).reshape(-1)
-        if len(actions) != self.n or (actions < 0).any() or (actions >= N_ACTIONS).any():
-            raise ValueError(f"expected {self.n} action ids in [0, {N_ACTIONS}), got {actions!r}")
+        `active` (bool, n): users to step; the others (e.g. just reset by a vector env) keep their state
+        and get zeros in the result.
+        """
         n = self.n
+        act_rows = np.ones(n, dtype=bool) if active is None else np.asarray(active, dtype=bool).reshape(-1)
+        if (self.week[:n][act_rows] >= self.horizon).any():
+            raise RuntimeError(
+                f"the simulation is over ({self.horizon} weeks) for some users: reset them first"
+            )
+        actions = np.asarray(actions, dtype=np.int64).reshape(-1)
+        if len(actions) != n or (actions < 0).any() or (actions >= N_ACTIONS).any():
+            raise ValueError(f"expected {n} action ids in [0, {N_ACTIONS}), got {actions!r}")
+        rows_active = np.concatenate([act_rows, act_rows])
+        frozen = None
+        if not rows_active.all():
+            frozen = {k: getattr(self, k)[~rows_active].copy() for k in _STATE}
+            frozen_hist = {k: v[~rows_active].copy() for k, v in self.hist.items()}
+            frozen_traits = self.traits.rows(~rows_active)
         actions = np.concatenate([actions, np.full(n, NO_ACTION)])  # the twins are never coached
-        idx = np.arange(self._rows)
-        tr = self.traits
-        zn, zu = tr.normals[:, self.t], tr.uniforms[:, self.t]
+        rows = self._rows
+        idx = np.arange(rows)
+        tr, p = self.traits, self  # p: the per-user archetype parameters
+        week = np.minimum(self.week, self.horizon - 1)
+        zn = np.tile(normals(self.seeds[:n], week[:n], S_WEEK_N, N_NORMALS), (2, 1))
+        zu = np.tile(uniforms(self.seeds[:n], week[:n], S_WEEK_U, N_UNIFORMS), (2, 1))
+        month, month_end_days = _month_end_days(self.start_day + 7 * self.clock)
+        self.market = market = self.market_process.conditions(np.full(rows, self.clock))
         raw = self._raw()
+        self._raw_cache = None  # the state changes from here on
         invalid = ~action_mask(raw)[idx, actions]
-        executed = np.where(invalid, NO_ACTION, actions)
+        executed = np.where(invalid | self.churned, NO_ACTION, actions)
         eff_before = self._effective_net_worth()
         buffer_before, goal_before = self._buffer(), self._goal_progress()
+        savings_before = self.savings.copy()
 
-        # 1. Income, and the standing transfers to savings.
-        income = self.base_income * np.exp(0.05 * zn[:, 0] - 0.05**2 / 2)
+        # 1. Income, and the standing transfers to savings and debt.
+        drop = np.where(zu[:, 5] < p.income_drop_p, 0.5, 1.0)
+        income = self.base_income * np.exp(p.income_sd * zn[:, 0] - p.income_sd**2 / 2) * drop
         self.checking += income
-        everyone = np.ones(self._rows, dtype=bool)
-        auto = self._move(everyone, self.save_habit)
+        everyone = np.ones(rows, dtype=bool)
+        auto = move_from_checking(self, everyone, self.save_habit)
         self.checking -= auto
         self.savings += auto
         self.goal_saved += np.where(self.goal_active, auto, 0.0)
-        extra = np.minimum(self._move(everyone, self.debt_habit), self.debt)
+        extra = np.minimum(move_from_checking(self, everyone, self.debt_habit), self.debt)
         self.checking -= extra
         self.debt -= extra
 
-        # 2-3. Sessions, the nudge, and whether it is accepted (fatigue from earlier weeks lowers both).
+        # 2-3. Sessions, the nudge, and whether it is accepted (fatigue lowers both; churned users are gone).
         self.fatigue *= FATIGUE_DECAY
-        sessions = poisson_from_uniform(
-            zu[:, 0], tr.session_rate * np.exp(-SESSIONS_FATIGUE * tr.fatigue_sensitivity * self.fatigue)
-        )
+        rate = tr.session_rate * np.exp(-SESSIONS_FATIGUE * tr.fatigue_sensitivity * self.fatigue)
+        sessions = np.where(self.churned, 0.0, poisson_from_uniform(zu[:, 0], rate))
         shown = executed != NO_ACTION
         seen = shown & ((sessions > 0) | (zu[:, 1] < PUSH_SEEN))
         logit = (
@@ -344,40 +323,49 @@ class Simulator:
         )
         accepted = seen & (zu[:, 2] < sigmoid(logit))
         self.fatigue += FATIGUE_OF[executed]
+        apply_accepted(self, accepted, executed)
 
-        # 4. What accepting changes.
-        self._apply(accepted, executed)
-
-        # 5. Spending; spending cuts eat into discretionary spending first.
-        sd_e, sd_d = 0.05 + 0.1 * self.volatility, 0.1 + 0.3 * self.volatility
-        essential_shock = np.exp(sd_e * zn[:, 1] - sd_e**2 / 2)
-        essential = self.base_essential * essential_shock
-        other = self.base_other * essential_shock
+        # 4. Spending: essential with inflation, discretionary per category with seasons, impulse.
+        self.price *= 1.0 + market["inflation_rate"] / 52.0
+        sd_e = p.essential_sd + 0.1 * self.volatility
+        sd_d = p.discretionary_sd + 0.3 * self.volatility
+        shock = np.exp(sd_e * zn[:, 1] - sd_e**2 / 2)
+        essential = self.base_essential * shock * self.price
+        other = self.base_other * shock * self.price
         planned = self.base_planned * np.exp(sd_d * zn[:, 2] - sd_d**2 / 2)
-        impulse = self.base_impulse * (0.5 + tr.impulsivity) * np.exp(0.6 * zn[:, 3] - 0.18)
-        discretionary = planned + impulse
-        cut = np.minimum(self.spend_cut, 0.8 * discretionary)
-        keep = np.where(discretionary > 0, 1.0 - cut / np.where(discretionary > 0, discretionary, 1.0), 1.0)
-        planned, impulse = planned * keep, impulse * keep
-        spending = essential + other + planned + impulse
+        impulse = (
+            p.impulse_scale
+            * self.base_impulse
+            * (0.5 + tr.impulsivity)
+            * np.exp(p.impulse_sd * zn[:, 3] - p.impulse_sd**2 / 2)
+        )
+        season = np.array([SEASON.get(c, {}).get(month, 1.0) for c in SPLIT])
+        by_cat = (planned + impulse)[:, None] * tr.split * season[None, :]
+        cut = np.minimum(self.spend_cut, 0.8 * by_cat)
+        keep = np.where(by_cat > 0, 1.0 - cut / np.where(by_cat > 0, by_cat, 1.0), 1.0)
+        by_cat = by_cat * keep
+        discretionary = by_cat.sum(axis=1)
+        impulse_total = impulse * np.where(
+            planned + impulse > 0, discretionary / np.maximum(planned + impulse, 1e-9), 0.0
+        )
+        spending = essential + other + discretionary
         self.checking -= spending
 
-        # 6. Debt: interest, then the minimum payment (autopay, even into overdraft).
+        # 5. Debt interest and minimum payment (autopay, even into overdraft); market returns.
         interest = self.debt * self.apr / 52.0
         self.debt += interest
         minimum = np.minimum(self.debt, interest + self.debt * MIN_PAYMENT_PRINCIPAL * 12.0 / 52.0)
         self.checking -= minimum
         self.debt -= minimum
-        self.debt = np.where(self.debt < 0.005, 0.0, self.debt)  # paid off: rounding dust is not debt
-
-        # 7. Returns.
-        savings_interest = self.savings * SAVINGS_APR / 52.0
+        dust = np.where(self.debt < 0.005, self.debt, 0.0)  # paid off: the rounding dust is paid too
+        self.checking -= dust
+        self.debt -= dust
+        savings_interest = self.savings * np.maximum(market["interest_rate"] - SAVINGS_SPREAD, 0.0) / 52.0
         self.savings += savings_interest
-        weekly_return = INVEST_MEAN_RETURN / 52.0 + INVEST_VOLATILITY / np.sqrt(52.0) * zn[:, 4]
-        investment_return = self.investments * weekly_return
+        investment_return = self.investments * (market["weekly_return"] + 0.01 * zn[:, 4])
         self.investments += investment_return
 
-        # 8. Overdraft: sweep from savings if the bank does that, else a fee.
+        # 6. Overdraft: sweep from savings if the bank does that, else a fee.
         sweep = np.where(tr.sweeps, np.minimum(np.maximum(-self.checking, 0.0), self.savings), 0.0)
         self.savings -= sweep
         self.checking += sweep
@@ -386,37 +374,65 @@ class Simulator:
         fee = np.where(overdrawn, OVERDRAFT_FEE, 0.0)
         self.checking -= fee
 
-        # 9. Habits fade; the 30-day windows move on a week.
-        self.spend_cut *= SPEND_CUT_PERSISTENCE - 0.3 * tr.impulsivity
+        # 7. Goals reached, churn, habits fade, the windows move on a week.
+        self.goal_age = np.where(self.goal_active, self.goal_age + 1.0, self.goal_age)
+        reached = self.goal_active & (self.goal_saved >= self.goal_target)
+        self.goal_active &= ~reached
+        self.goals_achieved += reached
+        self.achieved_in_sim += reached
+        churn_logit = tr.churn_logit + CHURN_FATIGUE * tr.fatigue_sensitivity / 0.3 * self.fatigue
+        left = ~self.churned & (zu[:, 4] < sigmoid(churn_logit))
+        self.churned |= left
+        self.spend_cut *= (SPEND_CUT_PERSISTENCE - 0.3 * tr.impulsivity)[:, None]
         self.save_habit *= HABIT_DECAY
         self.debt_habit *= HABIT_DECAY
-        for name, value in (
-            ("income", income),
-            ("essential", essential),
-            ("other", other),
-            ("discretionary", planned + impulse),
-            ("impulse", impulse),
-            ("sessions", sessions),
-        ):
+        net_in = self.savings - savings_before - savings_interest  # transfers in minus sweeps out
+        self.saving_streak = np.where(net_in > 0.005, self.saving_streak + 1.0, 0.0)
+        weekend = (2 / 7) * (essential + other) + tr.weekend_discretionary * discretionary
+        month_end = (
+            spending
+            * (month_end_days * tr.month_end_intensity)
+            / (month_end_days * tr.month_end_intensity + (1.0 - month_end_days))
+        )
+        for name, value in {
+            "income": income,
+            "essential": essential,
+            "other": other,
+            "discretionary": discretionary,
+            "impulse": impulse_total,
+            "sessions": sessions,
+            "spend": spending,
+            "weekend": weekend,
+            "month_end": month_end,
+            "balance": self.checking + self.savings,
+            **{c: by_cat[:, j] for j, c in enumerate(SPLIT)},
+        }.items():
             self.hist[name] = np.concatenate([self.hist[name][:, 1:], value[:, None]], axis=1)
         self.days_since_session = np.where(
             sessions > 0, np.floor(zu[:, 3] * 7.0), np.minimum(self.days_since_session + 7.0, 90.0)
         )
+        self.nudges_7d = shown.astype(float)
+        self.days_since_nudge = np.where(shown, 6.0, np.minimum(self.days_since_nudge + 7.0, 90.0))
         self.nudges_shown += shown
         self.nudges_accepted += accepted
-        self.t += 1
+        self.week += 1
+        self.clock += 1
 
         def lift(x: np.ndarray) -> np.ndarray:  # the user's value minus their twin's
             return x[:n] - x[n:]
 
-        components = {
-            "health": lift((self._effective_net_worth() - eff_before) / self.ref_income_week),
-            "goal": GOAL_WEIGHT * lift(self._buffer() - buffer_before + self._goal_progress() - goal_before),
-            "fatigue": -FATIGUE_PENALTY * (self.fatigue * shown)[:n],
-            "overdraft": -OVERDRAFT_PENALTY * lift(overdrawn.astype(float)),
-            "invalid": -INVALID_PENALTY * invalid[:n],
-        }
-        components = {k: np.clip(v, *REWARD_CLIPS[k]).astype(np.float64) for k, v in components.items()}
+        components = rw.clip_components(
+            {
+                "health": lift((self._effective_net_worth() - eff_before) / self.ref_income_week),
+                "goal": GOAL_WEIGHT
+                * lift(self._buffer() - buffer_before + self._goal_progress() - goal_before),
+                "engagement": 0.05 * accepted[:n] + 0.02 * lift(sessions),
+                "fatigue": -FATIGUE_PENALTY * (self.fatigue * shown)[:n],
+                "churn": -CHURN_PENALTY * (left[:n] & ~self.churned[n:]),
+                "overdraft": -OVERDRAFT_PENALTY * lift(overdrawn.astype(float)),
+                "invalid": -INVALID_PENALTY * invalid[:n],
+            }
+        )
         flows = {
             "income": income[:n],
             "spending": spending[:n],
@@ -425,16 +441,27 @@ class Simulator:
             "savings_interest": savings_interest[:n],
             "investment_return": investment_return[:n],
         }
-        return StepResult(
-            reward=sum(components.values()),
+        if not act_rows.all():
+            components = {k: np.where(act_rows, v, 0.0) for k, v in components.items()}
+            flows = {k: np.where(act_rows, v, 0.0) for k, v in flows.items()}
+        result = StepResult(
+            reward=rw.scalarise(components, self.weights),
             components=components,
-            executed=executed[:n],
-            invalid=invalid[:n],
-            shown=shown[:n],
-            seen=seen[:n],
-            accepted=accepted[:n],
+            executed=np.where(act_rows, executed[:n], NO_ACTION),
+            invalid=invalid[:n] & act_rows,
+            shown=shown[:n] & act_rows,
+            seen=seen[:n] & act_rows,
+            accepted=accepted[:n] & act_rows,
+            churned=left[:n] & act_rows,
             flows=flows,
         )
+        if frozen is not None:
+            for k, v in frozen.items():
+                getattr(self, k)[~rows_active] = v
+            for k, v in frozen_hist.items():
+                self.hist[k][~rows_active] = v
+            self.traits.put(~rows_active, frozen_traits)
+        return result
 
     def _effective_net_worth(self) -> np.ndarray:
         # Each holding counts with the interest it earns or costs over VALUE_YEARS: paying off a 25% card
@@ -451,4 +478,6 @@ class Simulator:
         return 1.0 - np.exp(-self.savings / self.ref_spend_month / BUFFER_MONTHS)
 
     def _goal_progress(self) -> np.ndarray:
-        return np.where(self.goal_active, np.minimum(self.goal_saved / self.goal_target, 1.0), 0.0)
+        # A goal reached counts 1 for good, so finishing one is never a loss.
+        active = np.where(self.goal_active, np.minimum(self.goal_saved / self.goal_target, 1.0), 0.0)
+        return active + self.achieved_in_sim

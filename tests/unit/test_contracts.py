@@ -84,3 +84,32 @@ def test_epsilon_greedy_propensities_are_those_of_the_choice_and_never_pick_mask
     assert np.allclose(d.propensities[d.actions != greedy], 0.2 / n_valid)
     share = (d.actions == greedy).mean()
     assert abs(share - (0.8 + 0.2 / n_valid)) < 0.04
+
+
+def test_catalog_v2_keeps_v1_ids_and_covers_every_action_type():
+    from fincoach.actions import ACTION_CATALOG_VERSION, AMOUNT_BUCKETS, FAMILIES, amount_bucket
+
+    v1 = ["NO_ACTION", "SAVE_MORE", "SAVE_MORE", "REDUCE_SPENDING", "REDUCE_SPENDING", "PAY_DEBT_EXTRA",
+          "BUILD_EMERGENCY_FUND", "SET_GOAL", "REVIEW_BUDGET", "INVEST"]
+    assert [a.type for a in ACTIONS[:10]] == v1
+    assert ACTION_CATALOG_VERSION.startswith("v2-") and 15 <= N_ACTIONS <= 18
+    types = {a.type for a in ACTIONS}
+    assert {"ADJUST_GOAL", "SPENDING_ALERT"} <= types
+    for a in ACTIONS:
+        assert a.family in FAMILIES and a.amount_bucket in AMOUNT_BUCKETS
+        assert a.amount_bucket == amount_bucket(a.amount), a
+    for kind in ("SAVE_MORE", "PAY_DEBT_EXTRA", "INVEST"):
+        assert {a.amount_bucket for a in ACTIONS if a.type == kind} == {"small", "medium", "large"}, kind
+    assert len({a.category for a in ACTIONS if a.type == "REDUCE_SPENDING"}) >= 3
+    assert {a.family for a in ACTIONS if a.type == "SPENDING_ALERT"} == {"spending_alert"}
+
+
+def test_adjust_goal_and_the_spending_alert_are_masked_unless_they_apply():
+    # spec v1 has no goal_pace_ratio / spending_velocity: the mask falls back to progress and savings rate
+    on_track = action_mask(_user(has_active_goal=1, goal_progress=0.8, savings_rate=0.2))[0]
+    behind = action_mask(_user(has_active_goal=1, goal_progress=0.1, savings_rate=-0.1))[0]
+    no_goal = action_mask(_user(has_active_goal=0, goal_progress=0.0))[0]
+    assert not on_track[10] and behind[10] and not no_goal[10]
+    assert not on_track[11] and behind[11]
+    poor = action_mask(_user(checking_balance=50, debt_total=1000, max_debt_apr=0.2))[0]
+    assert poor[13] and not poor[14] and not poor[12]  # large transfers only with the cash for them

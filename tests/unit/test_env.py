@@ -10,7 +10,7 @@ from training.env import CoachingEnv
 from training.evaluate import evaluate
 from training.gate import decide
 from training.sample_users import sample_snapshot
-from training.simulator import HORIZON, REWARD_MAX, REWARD_MIN
+from training.simulator import HORIZON, REWARD_COMPONENTS, REWARD_MAX, REWARD_MIN
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_rules_and_random_policy_meet_identical_users(users):
 def test_evaluation_summary_is_complete(users):
     summary = evaluate(RulePolicy(), users, 100, seed=1)
     assert summary["n_users"] == 100 and summary["horizon"] == HORIZON
-    assert set(summary["components"]) == {"health", "goal", "fatigue", "overdraft", "invalid"}
+    assert set(summary["components"]) == set(REWARD_COMPONENTS)
     assert summary["mean_reward"] == pytest.approx(sum(summary["components"].values()))
     assert sum(summary["action_mix"].values()) == pytest.approx(1.0)
     assert 0.0 <= summary["acceptance_rate"] <= 1.0
@@ -174,3 +174,69 @@ def test_gate_promotes_only_a_candidate_at_least_as_good_as_rules_and_champion(
         assert f"champion {champ:.4f}" in reason
     else:
         assert "no champion" in reason
+
+
+def test_docstring_tables_list_every_action_and_feature_of_the_contracts(users):
+    from fincoach.actions import ACTIONS
+    from fincoach.feature_spec import FEATURES
+
+    doc = CoachingEnv.__doc__
+    for section in ("## Description", "## Action Space", "## Observation Space", "## Rewards",
+                    "## Starting State", "## Episode End", "## Arguments"):
+        assert section in doc
+    for a in ACTIONS:
+        assert f"| {a.id} | {a.type} | {a.family} |" in doc
+    for j, f in enumerate(FEATURES):
+        assert f"| {j} | {f.name} |" in doc
+
+
+def test_every_episode_reports_each_reward_component(users):
+    env = CoachingEnv(users=users, seed=3)
+    for _ in range(20):
+        env.reset()
+        total, done = {k: 0.0 for k in REWARD_COMPONENTS}, False
+        while not done:
+            _, _, terminated, truncated, info = env.step(2)
+            for k, v in info["reward_components"].items():
+                total[k] += v
+            done = terminated or truncated
+        assert info["episode_components"] == pytest.approx(total)
+
+
+def test_reward_weights_come_from_the_setting_and_the_env_config_overrides_them(users, monkeypatch):
+    from fincoach.settings import reload_settings
+    from training.reward import RewardWeightsError, bounds, parse_weights
+
+    monkeypatch.setenv("FINCOACH_REWARD_WEIGHTS", '{"churn": 3, "invalid": 0}')
+    reload_settings()
+    try:
+        env = CoachingEnv(users=users)
+        assert env.weights["churn"] == 3 and env.weights["invalid"] == 0 and env.weights["health"] == 1
+        assert env.reward_bounds == bounds(env.weights)
+        index = int(np.flatnonzero(users["debt_total"].to_numpy() <= 0)[0])
+        env.reset(seed=5, options={"user_index": index})
+        _, reward, *_ = env.step(5)  # invalid, but weighted 0
+        assert reward == pytest.approx(0.0)
+        assert CoachingEnv(users=users, reward_weights="churn=0.5").weights["churn"] == 0.5
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+    assert parse_weights("health=2, goal=0.5")["goal"] == 0.5
+    for bad in ("shoe=1", "health=-1", "health=x", "{bad json", "health"):
+        with pytest.raises(RewardWeightsError):
+            parse_weights(bad)
+
+
+def test_a_user_who_leaves_the_app_ends_the_episode(users):
+    env = CoachingEnv(users=users, seed=11)
+    for _ in range(200):  # nudged every week, about one user in ten leaves within twelve weeks
+        env.reset()
+        done = False
+        while not done:
+            _, _, terminated, truncated, info = env.step(2)
+            done = terminated or truncated
+        assert terminated == info["churned"] and not (terminated and truncated)
+        if terminated:
+            assert info["reward_components"]["churn"] < 0 and info["week"] <= env.horizon
+            break
+    assert terminated, "nobody left the app"

@@ -148,3 +148,30 @@ def test_bad_input_is_refused_with_a_message():
     sim.step([0, 0])
     with pytest.raises(RuntimeError, match="over"):
         sim.step([0, 0])
+
+
+def test_too_many_nudges_make_users_leave_the_app_and_twins_never_churn_more():
+    raw = _users(400, 9)
+    nagged, spared = Simulator(raw, np.arange(400), horizon=12), Simulator(raw, np.arange(400), horizon=12)
+    while not nagged.done:
+        nagged.step(np.full(400, 6))  # BUILD_EMERGENCY_FUND, high urgency, every week
+        spared.step(np.full(400, NO_ACTION))
+    left_nagged, left_spared = nagged.churned[:400].mean(), spared.churned[:400].mean()
+    assert left_nagged > 2 * left_spared
+    assert not (nagged.churned[400:] & ~nagged.churned[:400]).any()  # a twin leaves only if its user did
+    np.testing.assert_array_equal(nagged.churned[400:], spared.churned[:400])  # twins are the uncoached run
+
+
+def test_market_conditions_are_shared_seeded_and_independent_of_actions():
+    raw = _users(30, 10)
+    a = Simulator(raw, np.arange(30), market_seed=3)
+    b = Simulator(raw, np.arange(30), market_seed=3)
+    c = Simulator(raw, np.arange(30), market_seed=4)
+    for _ in range(6):
+        a.step(np.full(30, 2))
+        b.step(np.full(30, NO_ACTION))
+        c.step(np.full(30, NO_ACTION))
+    for key in ("interest_rate", "inflation_rate", "return_3m"):
+        assert np.ptp(a.market[key]) == 0
+        np.testing.assert_array_equal(a.market[key], b.market[key])
+    assert a.market["interest_rate"][0] != c.market["interest_rate"][0]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fincoach.actions import N_ACTIONS
+from fincoach.actions import ACTIONS, N_ACTIONS
 from fincoach.migrate import migration_files
 from pipelines.synthetic import CATEGORIES, DEBT_APR, LOGGING_MODEL_VERSION, TABLES, generate, simulate
 
@@ -190,7 +190,7 @@ def test_accepted_reduce_spending_lowers_that_category_the_next_week(frames):
     ci, tx = frames["coaching_interactions"], frames["transactions"]
     nudges = ci[(ci["action_type"] == "REDUCE_SPENDING")
                 & ci["served_at"].between(START + pd.Timedelta(days=14), pd.Timestamp(END, tz="UTC") - pd.Timedelta(days=9))]
-    category = {3: "dining", 4: "shopping"}
+    category = {a.id: a.category for a in ACTIONS if a.type == "REDUCE_SPENDING"}
     ratio = {}
     for accepted in (True, False):
         after = before = 0.0
