@@ -22,7 +22,8 @@ _TRUNCATE = """
 truncate app.users, app.accounts, app.transactions, app.goals, app.debts, app.user_events,
          app.financial_decisions, app.user_sessions, app.coaching_interactions,
          features.user_features_latest, serving.recommendations,
-         ops.extract_runs, ops.validation_results, ops.run_log restart identity cascade
+         ops.extract_runs, ops.validation_results, ops.run_log,
+         ops.ingest_counts, ops.quarantine_counts, ops.user_pseudonyms, ops.erasure_requests restart identity cascade
 """
 
 
