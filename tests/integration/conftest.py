@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import uvicorn
 
 
@@ -46,3 +47,24 @@ def _serve(app, health: str = "/healthz", timeout: float = 30) -> Iterator[str]:
 def serve() -> Callable:
     """`with serve(app) as url:` runs `app` under uvicorn on loopback until the block ends."""
     return _serve
+
+
+def add_users(engine, ids, opted_out=(), created_at=None) -> None:
+    """Insert minimal app.users rows (created and last updated at `created_at`, default now)."""
+    with engine.begin() as conn:
+        for uid in ids:
+            conn.execute(
+                sa.text(
+                    "insert into app.users (user_id, created_at, birth_year, income_band, pay_frequency, "
+                    "monthly_income, region, device_type, risk_tolerance, tracking_opt_out, updated_at) values "
+                    "(:u, coalesce(:c, now()), 1990, 'middle', 'monthly', 3000, 'west', 'ios', 'low', :o, "
+                    "coalesce(:c, now()))"
+                ),
+                {"u": uid, "c": created_at, "o": uid in opted_out},
+            )
+
+
+@pytest.fixture()
+def users_factory() -> Callable:
+    """`users_factory(engine, ids, opted_out=(), created_at=None)` inserts minimal users."""
+    return add_users

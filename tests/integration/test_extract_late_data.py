@@ -63,18 +63,9 @@ def _decision(conn, user: int, updated_at: dt.datetime, amount: float) -> None:
 
 
 @pytest.fixture()
-def users(clean_db: sa.Engine) -> sa.Engine:
+def users(clean_db: sa.Engine, users_factory) -> sa.Engine:
     _wipe_lake()
-    with clean_db.begin() as conn:
-        for uid in (1, 2, 3):
-            conn.execute(
-                sa.text(
-                    "insert into app.users (user_id, created_at, birth_year, income_band, pay_frequency, "
-                    "monthly_income, region, device_type, risk_tolerance, updated_at) values "
-                    "(:u, :c, 1990, 'middle', 'monthly', 3000, 'west', 'ios', 'low', :c)"
-                ),
-                {"u": uid, "c": T0 - dt.timedelta(days=1)},
-            )
+    users_factory(clean_db, (1, 2, 3), created_at=T0 - dt.timedelta(days=1))
     return clean_db
 
 

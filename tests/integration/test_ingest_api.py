@@ -16,21 +16,12 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 @pytest.fixture()
-def api(clean_db, serve, monkeypatch):
+def api(clean_db, serve, users_factory, monkeypatch):
     """The ingestion API with an API key, users 1 and 2 tracked, user 3 opted out."""
     monkeypatch.setenv("FINCOACH_API_KEYS", KEY)
     monkeypatch.setenv("FINCOACH_INGEST_MAX_BODY_BYTES", "200000")
     reload_settings()
-    with clean_db.begin() as conn:
-        for uid in (1, 2, 3):
-            conn.execute(
-                sa.text(
-                    "insert into app.users (user_id, created_at, birth_year, income_band, pay_frequency, "
-                    "monthly_income, region, device_type, risk_tolerance, tracking_opt_out) values "
-                    "(:u, now(), 1990, 'middle', 'monthly', 3000, 'west', 'ios', 'low', :o)"
-                ),
-                {"u": uid, "o": uid == 3},
-            )
+    users_factory(clean_db, (1, 2, 3), opted_out=(3,))
     with serve(create_app()) as url:
         yield url
     monkeypatch.delenv("FINCOACH_API_KEYS")
