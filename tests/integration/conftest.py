@@ -68,3 +68,9 @@ def add_users(engine, ids, opted_out=(), created_at=None) -> None:
 def users_factory() -> Callable:
     """`users_factory(engine, ids, opted_out=(), created_at=None)` inserts minimal users."""
     return add_users
+
+
+@pytest.fixture()
+def loopback_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    return free_port()
