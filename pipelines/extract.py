@@ -4,7 +4,7 @@ For each app table, an extract for the interval ending at `high` reads the rows 
 window_start < updated_at <= high, where window_start is the low watermark (the high watermark of the
 latest earlier interval; when the interval was extracted before, the low recorded then) minus
 `settings.extract_overlap_hours` (default 2), floored to the hour; without an earlier interval, every row.
-Rows are streamed out of Postgres (COPY ... TO STDOUT as CSV, parsed by Arrow in blocks), checked
+Rows are read straight into Arrow (ADBC: a binary COPY, no Python per row), checked
 (`pipelines.quarantine`), scrubbed of PII and pseudonymised (`pipelines.privacy`), then written by the
 hour of their own updated_at: `raw/<table>/dt=YYYY-MM-DD/hour=HH/<run_id>.parquet` holds every accepted
 row with updated_at in (HH:00, HH+1:00], in primary-key order (each key once: the table has one row per
@@ -29,18 +29,18 @@ the user's pseudonym (string; `lake_schema`), never the app id.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
-from collections.abc import Iterator
+import time
 from datetime import UTC, datetime, timedelta
 
+import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from fincoach.db import libpq_url
 from fincoach.settings import get_settings
 from pipelines import privacy, raw_lake
 from pipelines.quarantine import JSON_ARRAY_COLUMNS, JSON_OBJECT_COLUMNS, split_rows
@@ -116,7 +116,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-_BLOCK = 1 << 22  # bytes of CSV Arrow parses at a time
+_STEPS = ("read", "check", "privacy", "write")  # timed steps of an extract (result "seconds")
 
 
 class SchemaDriftError(RuntimeError):
@@ -141,28 +141,6 @@ def _floor_hour(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-class _CopyStream(io.RawIOBase):
-    """A read-only file over the chunks of a COPY ... TO STDOUT, so Arrow can parse while rows arrive."""
-
-    def __init__(self, chunks: Iterator[memoryview]) -> None:
-        self._chunks = chunks
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = bytes(chunk)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-
 def _check_columns(conn: sa.Connection, table: str) -> None:
     cols = conn.execute(
         sa.text(
@@ -179,30 +157,30 @@ def _check_columns(conn: sa.Connection, table: str) -> None:
         )
 
 
-def _read_rows(conn: sa.Connection, table: str, low: datetime | None, high: datetime) -> pa.Table:
-    """Rows of app.<table> with low < updated_at <= high, ordered by primary key, as an Arrow table."""
+_SQL_TYPES = {pa.int64(): "int8", pa.int32(): "int4", pa.float64(): "float8", pa.bool_(): "bool",
+              pa.date32(): "date", _TS: "timestamptz"}
+
+
+def _read_rows(table: str, low: datetime | None, high: datetime) -> tuple[pa.Table, pa.Array | None]:
+    """(rows of app.<table> with low < updated_at <= high in primary-key order, the ids of app.users) as Arrow.
+
+    Read with ADBC (binary COPY straight into Arrow), both in one repeatable-read snapshot; numeric and jsonb
+    are cast in SQL to float8 and text so the declared Arrow types come out.
+    """
     schema = SCHEMAS[table]
-    conn.execute(sa.text("set local timezone = 'UTC'"))
-    conn.execute(sa.text("set local datestyle = 'ISO, YMD'"))
-    cols = ", ".join(f'"{c}"' for c in schema.names)
-    where = f"{WATERMARK_COLUMN} <= %(high)s" + (f" and {WATERMARK_COLUMN} > %(low)s" if low is not None else "")
-    sql = f'copy (select {cols} from app.{table} where {where} order by "{schema.names[0]}") to stdout (format csv)'
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(sql, {"low": low, "high": high}) as copy:
-        stream = io.BufferedReader(_CopyStream(iter(copy)), buffer_size=_BLOCK)
-        if not stream.peek(1):
-            return schema.empty_table()
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(column_names=schema.names, block_size=_BLOCK),
-            convert_options=pacsv.ConvertOptions(
-                column_types={f.name: f.type for f in schema},
-                true_values=["t"], false_values=["f"],
-                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
-            ),
-        )
-        batches = list(reader)
-    return pa.Table.from_batches(batches).cast(schema)
+    cols = ", ".join(f'"{f.name}"::{_SQL_TYPES.get(f.type, "text")}' for f in schema)
+    where = f"{WATERMARK_COLUMN} <= $1" + (f" and {WATERMARK_COLUMN} > $2" if low is not None else "")
+    params = (high,) if low is None else (high, low)
+    with adbc.connect(libpq_url()) as conn, conn.cursor() as cursor:
+        cursor.execute("set transaction isolation level repeatable read")
+        cursor.execute(f'select {cols} from app.{table} where {where} order by "{schema.names[0]}"', params)
+        rows = cursor.fetch_arrow_table()
+        users = None
+        if table != "users" and "user_id" in schema.names:
+            cursor.execute("select user_id from app.users")
+            users = cursor.fetch_arrow_table().column(0).combine_chunks()
+        conn.commit()
+    return pa.Table.from_arrays(rows.columns, schema=schema) if rows.num_rows else schema.empty_table(), users
 
 
 def _window(conn: sa.Connection, table: str, high: datetime) -> tuple[bool, datetime | None, datetime | None, datetime]:
@@ -230,13 +208,6 @@ def _window(conn: sa.Connection, table: str, high: datetime) -> tuple[bool, date
     return own is not None, low, start, max(high, later or high)
 
 
-def _known_users(conn: sa.Connection, table: str) -> pa.Array | None:
-    if table == "users" or "user_id" not in SCHEMAS[table].names:
-        return None
-    ids = conn.execute(sa.text("select user_id from app.users")).scalars().all()
-    return pa.array(ids, pa.int64())
-
-
 def _to_lake(conn: sa.Connection, table: str, rows: pa.Table) -> pa.Table:
     """Rows as they may enter the lake: JSON scrubbed of PII, user_id replaced by its pseudonym."""
     for col in (*JSON_OBJECT_COLUMNS.get(table, ()), *JSON_ARRAY_COLUMNS.get(table, ())):
@@ -254,13 +225,17 @@ def extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id:
     if table not in SCHEMAS:
         raise ValueError(f"unknown source table {table!r}; expected one of {', '.join(SOURCE_TABLES)}")
     high = interval_end.astimezone(UTC)
+    clock = [time.perf_counter()]
     with engine.begin() as conn:
-        conn.execute(sa.text("set transaction isolation level repeatable read"))  # rows and users: one snapshot
         _check_columns(conn, table)
         rerun, low, start, read_high = _window(conn, table, high)
-        rows = _read_rows(conn, table, start, read_high)
-        split = split_rows(table, rows, _known_users(conn, table), high)
+    rows, known_users = _read_rows(table, start, read_high)
+    clock.append(time.perf_counter())
+    split = split_rows(table, rows, known_users, high)
+    clock.append(time.perf_counter())
+    with engine.begin() as conn:
         accepted, quarantined = _to_lake(conn, table, split.accepted), _to_lake(conn, table, split.quarantined)
+    clock.append(time.perf_counter())
     first_key, last_key = None if start is None else raw_lake.hour_key(start) + 1, raw_lake.hour_key(high)
     written, cleared = raw_lake.replace_hours("raw", table, accepted, first_key, last_key, run_id)
     held, _ = raw_lake.replace_hours("quarantine", table, quarantined, first_key, last_key, run_id)
@@ -269,6 +244,7 @@ def extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id:
     if low is not None:
         mine = pc.and_(mine, pc.greater(updated, pa.scalar(low, _TS)))
     n_rows = int(pc.sum(mine).as_py() or 0)
+    clock.append(time.perf_counter())
     path, file_rows = written.get(last_key, (None, 0))
     counts = split.counts
     with engine.begin() as conn:
@@ -322,6 +298,7 @@ def extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id:
         **counts,
         "reasons": split.reasons,
         "quarantine_paths": sorted(f for f, _ in held.values()),
+        "seconds": {step: round(clock[i + 1] - clock[i], 3) for i, step in enumerate(_STEPS)},
     }
 
 

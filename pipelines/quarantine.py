@@ -94,8 +94,11 @@ def split_rows(table: str, rows: pa.Table, known_users: pa.Array | None, interva
         failing = pc.fill_null(failing, False)  # a NULL amount or timestamp is not a failure of that check
         reason = pc.if_else(pc.and_(pc.is_null(reason), failing), pa.scalar(name), reason)
     bad = pc.is_valid(reason)
-    accepted = rows.filter(pc.invert(bad))
-    quarantined = rows.filter(bad).append_column(REASON_COLUMN, pc.filter(reason, bad))
+    if not pc.any(bad).as_py():  # the usual case: no copy of the rows
+        accepted, quarantined = rows, rows.slice(0, 0).append_column(REASON_COLUMN, pa.array([], pa.string()))
+    else:
+        accepted = rows.filter(pc.invert(bad))
+        quarantined = rows.filter(bad).append_column(REASON_COLUMN, pc.filter(reason, bad))
     reasons = dict(sorted(Counter(quarantined[REASON_COLUMN].to_pylist()).items()))
     split = Split(accepted, quarantined, reasons)
     if split.counts["extracted"] != rows.num_rows or sum(reasons.values()) != quarantined.num_rows:

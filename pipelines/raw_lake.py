@@ -75,11 +75,18 @@ def replace_hours(
     Returns ({key: (file uri, rows)} of the files written, [keys whose partition was emptied]).
     """
     keys = row_keys(rows)
+    if len(keys) > 1 and not pc.all(pc.greater_equal(keys[1:], keys[:-1])).as_py():
+        order = pc.sort_indices(keys)  # stable: rows keep their primary-key order inside an hour
+        rows, keys = rows.take(order), keys.take(order)
     written: dict[int, tuple[str, int]] = {}
-    with_rows = sorted(pc.unique(keys).to_pylist()) if rows.num_rows else []
-    for key in with_rows:
-        part = rows.filter(pc.equal(keys, key))
-        written[key] = (lake.replace_partition(part, partition(layer, table, key), f"{run_id}.parquet"), part.num_rows)
+    with_rows: list[int] = []
+    offset = 0
+    for run in pc.value_counts(keys).to_pylist():  # keys are sorted: counts come in key order
+        key, length = run["values"], run["counts"]
+        part = rows.slice(offset, length)
+        offset += length
+        with_rows.append(key)
+        written[key] = (lake.replace_partition(part, partition(layer, table, key), f"{run_id}.parquet"), length)
     fs, root = lake.filesystem()
     cleared = sorted(set(existing_keys(layer, table, first, last)) - set(with_rows))
     for key in cleared:

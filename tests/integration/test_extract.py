@@ -84,7 +84,7 @@ def test_rerun_of_the_same_interval_with_another_run_id_leaves_one_identical_fil
     tables = {t: lake.read_table(first[t]["partition"]) for t in SOURCE_TABLES}
     again = extract_all(seeded, end, "run-2")
     for table in SOURCE_TABLES:
-        names = {"path": None, "paths": None, "quarantine_paths": None}
+        names = {"path": None, "paths": None, "quarantine_paths": None, "seconds": None}
         assert {**again[table], **names} == {**first[table], **names}
         assert again[table]["path"].endswith("/run-2.parquet")
         assert lake.list_files(again[table]["partition"]) == ["run-2.parquet"]
