@@ -1,7 +1,9 @@
 """
 ### fincoach_hourly — data in, features out
 
-Every hour: extract the app's new rows (by watermark) to Parquet in the lake → validate the raw extract
+Every hour: carry out pending erasure requests (`ops.erasure_requests`) → build `app.user_sessions` from
+the events → extract the app's new rows (by watermark, with an overlap for late rows; failing rows go to
+`quarantine/`, PII scrubbed, user ids pseudonymised) to Parquet in the lake → validate the raw extract
 (Great Expectations) → `dbt build` the analytics schema → compute the features as of the interval end →
 validate them → publish the snapshot (lake `features/as_of=…` and `features.user_features_latest`),
 which updates the asset `fincoach_features`. A failed critical expectation stops everything downstream.
@@ -28,6 +30,22 @@ from fincoach.orchestration import FEATURES_ASSET
     doc_md=__doc__,
 )
 def fincoach_hourly():
+    @task
+    def process_erasures() -> dict:
+        from fincoach.db import get_engine
+        from fincoach.orchestration import run_step
+        from pipelines.erasure import process_erasure_requests
+
+        return run_step("process_erasures", process_erasure_requests, get_engine())
+
+    @task
+    def build_sessions(erased: dict) -> dict:
+        from fincoach.db import get_engine
+        from fincoach.orchestration import interval_end, run_step
+        from pipelines.sessions import build_sessions
+
+        return run_step("build_sessions", build_sessions, get_engine(), interval_end())
+
     @task
     def extract() -> dict:
         from fincoach.db import get_engine
@@ -73,7 +91,9 @@ def fincoach_hourly():
 
         return run_step("publish_features", publish_features, built, run_id())
 
-    publish_features(validate_features(build_features(dbt_build(validate_raw(extract())))))
+    extracted = extract()
+    build_sessions(process_erasures()) >> extracted
+    publish_features(validate_features(build_features(dbt_build(validate_raw(extracted)))))
 
 
 fincoach_hourly()

@@ -56,6 +56,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest_api(args: argparse.Namespace) -> int:
+    """Start the event ingestion API (POST /events) on the configured host and port."""
+    from pipelines.ingest_api import run
+
+    _engine()
+    s = get_settings()
+    console.print(f"ingestion API on http://{s.ingest_host}:{s.ingest_port} (docs at /docs)")
+    run()
+    return 0
+
+
+def cmd_erase_user(args: argparse.Namespace) -> int:
+    """Erase one user everywhere (app, lake, feature store, serving) now; records the request."""
+    from pipelines.erasure import erase_user
+
+    result = erase_user(_engine(), args.user_id)
+    for where, n in result["removed"].items():
+        console.print(f"  {where:<48} {n:>9,}")
+    console.print(f"user {args.user_id} erased (request {result['request_id']})")
+    return 0
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     """Print the effective settings (password hidden)."""
     from sqlalchemy.engine import make_url
@@ -205,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_run)
     sub.add_parser("serve", help=cmd_serve.__doc__).set_defaults(fn=cmd_serve)
     sub.add_parser("env", help=cmd_env.__doc__).set_defaults(fn=cmd_env)
+    sub.add_parser("ingest-api", help=cmd_ingest_api.__doc__).set_defaults(fn=cmd_ingest_api)
+    sp = sub.add_parser("erase-user", help=cmd_erase_user.__doc__)
+    sp.add_argument("user_id", type=int, help="app.users.user_id of the user to erase")
+    sp.set_defaults(fn=cmd_erase_user)
     sp = sub.add_parser("psql", help=cmd_psql.__doc__)
     sp.add_argument("-c", dest="command", help="run one SQL command and exit")
     sp.set_defaults(fn=cmd_psql)

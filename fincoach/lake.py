@@ -40,9 +40,8 @@ def write_parquet(table: pa.Table, relpath: str) -> str:
     final = f"{root}/{relpath.strip('/')}"
     parent = final.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
-    if isinstance(fs, pafs.S3FileSystem):  # an S3 PUT is atomic already
-        pq.write_table(table, final, filesystem=fs)
-        return uri(relpath)
+    # On S3 the move is a server-side copy then a delete: readers see the old object or the whole new one,
+    # and list_files / dataset reads skip the dot-named temporary key.
     tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.parquet"
     try:
         pq.write_table(table, tmp, filesystem=fs)

@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     reward_weights: str | None = None
     # KS statistic per metric above which a simulator calibration fails validation and is not used.
     sim_validation_max_ks: float = 0.35
+    # --- Data collection and the lake (issue 5): ingestion API, extraction overlap, quarantine ---
+    # Late rows: each extract re-reads this many hours before its low watermark (rows committed late land).
+    extract_overlap_hours: float = 2.0
+    # An event time later than the interval end plus this tolerance is quarantined as future_timestamp.
+    future_tolerance_minutes: float = 5.0
+    # Largest JSON payload of one event (event_data, context); larger ones are rejected or quarantined.
+    max_payload_bytes: int = 8192
+    # Ingestion API (POST /events): bind address, largest request body, most events in one batch.
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8100
+    ingest_max_body_bytes: int = 4 * 1024 * 1024
+    ingest_max_events: int = 5000
+    # Where the tracking middleware sends events by default.
+    ingest_url: str = "http://127.0.0.1:8100"
 
     @property
     def home_dir(self) -> Path:

@@ -1,35 +1,49 @@
-"""Postgres → Parquet lake, by watermark: the app rows changed in a data interval, one file per table and hour.
+"""Postgres → Parquet lake, by watermark with an overlap for late rows: one file per table and hour of change.
 
-For each app table, the rows with low < updated_at <= high are streamed out of Postgres (COPY ... TO STDOUT
-as CSV, parsed by Arrow in blocks) and written to `raw/<table>/dt=YYYY-MM-DD/hour=HH/<run_id>.parquet`, the
-hour being the one that contains the interval end. high is the interval end; low is the high watermark of
-the latest earlier interval (NULL: from the beginning), or, when the interval was extracted before, the low
-recorded then, so a rerun selects the same rows and replaces the same file. ops.extract_runs records each
-interval per table.
+For each app table, an extract for the interval ending at `high` reads the rows with
+window_start < updated_at <= high, where window_start is the low watermark (the high watermark of the
+latest earlier interval; when the interval was extracted before, the low recorded then) minus
+`settings.extract_overlap_hours` (default 2), floored to the hour; without an earlier interval, every row.
+Rows are read straight into Arrow (ADBC: a binary COPY, no Python per row), checked
+(`pipelines.quarantine`), scrubbed of PII and pseudonymised (`pipelines.privacy`), then written by the
+hour of their own updated_at: `raw/<table>/dt=YYYY-MM-DD/hour=HH/<run_id>.parquet` holds every accepted
+row with updated_at in (HH:00, HH+1:00], in primary-key order (each key once: the table has one row per
+key), and `quarantine/<table>/...` the rejected ones with a `reason`. Every hour partition of the window is
+rewritten whole (`pipelines.raw_lake`), so a row that committed late but within the overlap lands in its
+own hour, and a partition's content depends only on the database rows of that hour: rerunning an hour or
+backfilling a range rewrites the same bytes as the hourly runs did (file names carry the run id). Only a
+row changed again after its hour left the overlap differs: the hourly runs kept its older version in the
+older hour, which a backfill can no longer see (raw/ is a log of versions; readers take the latest
+updated_at per key).
+
+The partition holding `high` is read up to the latest interval end already recorded in that hour, so a
+rerun of an earlier, unaligned interval never drops rows a later run of the same hour wrote.
+ops.extract_runs records each interval per table (row_count: accepted rows with low < updated_at <= high);
+ops.quarantine_counts records extracted = accepted + quarantined for the whole window.
 
 Parquet types (explicit, see SCHEMAS): ids bigint → int64, integer → int32, text → string, boolean → bool,
 date → date32, timestamptz → timestamp[us, tz=UTC], jsonb → string holding the JSON text, and every
-numeric/double → float64 (numeric(12,2) money round-trips exactly to the cent; pandas and numpy features
-work on float64 directly, where decimals would come back as Python objects).
-
-When two intervals end in the same hour (manual runs are not aligned on hours), their partition is shared:
-the file then holds the rows of all of them, so the later run never deletes the earlier one's rows.
+numeric/double → float64 (numeric(12,2) money round-trips exactly to the cent). In the lake, `user_id` is
+the user's pseudonym (string; `lake_schema`), never the app id.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import logging
 import re
-from collections.abc import Iterator
+import time
 from datetime import UTC, datetime, timedelta
 
+import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
-from fincoach import lake
+from fincoach.db import libpq_url
+from fincoach.settings import get_settings
+from pipelines import privacy, raw_lake
+from pipelines.quarantine import JSON_ARRAY_COLUMNS, JSON_OBJECT_COLUMNS, split_rows
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +93,13 @@ SCHEMAS: dict[str, pa.Schema] = {
     "user_events": _schema(
         ("id", pa.int64(), False), ("user_id", pa.int64(), False), ("event_type", pa.string(), False),
         ("event_data", _JSON, False), ("timestamp", _TS, False), ("session_id", pa.string(), True),
-        ("context", _JSON, False), ("updated_at", _TS, False),
+        ("context", _JSON, False), ("updated_at", _TS, False), ("client_event_id", pa.string(), True),
     ),
     "financial_decisions": _schema(
         ("id", pa.int64(), False), ("user_id", pa.int64(), False), ("decision_type", pa.string(), False),
         ("amount", pa.float64(), True), ("category", pa.string(), True), ("context", _JSON, False),
         ("outcome", pa.string(), True), ("timestamp", _TS, False), ("updated_at", _TS, False),
+        ("client_event_id", pa.string(), True),
     ),
     "user_sessions": _schema(
         ("id", pa.int64(), False), ("user_id", pa.int64(), False), ("session_id", pa.string(), False),
@@ -101,46 +116,29 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-_BLOCK = 1 << 22  # bytes of CSV Arrow parses at a time
+_STEPS = ("read", "check", "privacy", "write")  # timed steps of an extract (result "seconds")
 
 
 class SchemaDriftError(RuntimeError):
     """An app table's columns no longer match the Parquet schema declared here."""
 
 
+def lake_schema(table: str) -> pa.Schema:
+    """Schema of `table`'s files in raw/: SCHEMAS with user_id as the pseudonym string."""
+    schema = SCHEMAS[table]
+    if "user_id" not in schema.names:
+        return schema
+    i = schema.get_field_index("user_id")
+    return schema.set(i, pa.field("user_id", pa.string(), nullable=schema.field(i).nullable))
+
+
 def raw_partition(table: str, interval_end: datetime) -> str:
-    """Lake folder of `table` for the interval ending at `interval_end` (the hour that contains its last instant)."""
-    last = (interval_end - timedelta(microseconds=1)).astimezone(UTC)
-    return f"raw/{table}/dt={last:%Y-%m-%d}/hour={last:%H}"
+    """Lake folder of `table` for the hour that contains the last instant before `interval_end`."""
+    return raw_lake.partition("raw", table, raw_lake.hour_key(interval_end))
 
 
-def _hour_bounds(interval_end: datetime) -> tuple[datetime, datetime]:
-    """Interval ends that share the partition of `interval_end`: (start, start + 1h]."""
-    last = (interval_end - timedelta(microseconds=1)).astimezone(UTC)
-    start = last.replace(minute=0, second=0, microsecond=0)
-    return start, start + timedelta(hours=1)
-
-
-class _CopyStream(io.RawIOBase):
-    """A read-only file over the chunks of a COPY ... TO STDOUT, so Arrow can parse while rows arrive."""
-
-    def __init__(self, chunks: Iterator[memoryview]) -> None:
-        self._chunks = chunks
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = bytes(chunk)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+def _floor_hour(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _check_columns(conn: sa.Connection, table: str) -> None:
@@ -159,60 +157,67 @@ def _check_columns(conn: sa.Connection, table: str) -> None:
         )
 
 
-def _read_rows(conn: sa.Connection, table: str, low: datetime | None, high: datetime) -> pa.Table:
-    """Rows of app.<table> with low < updated_at <= high, ordered by primary key, as an Arrow table."""
+_SQL_TYPES = {pa.int64(): "int8", pa.int32(): "int4", pa.float64(): "float8", pa.bool_(): "bool",
+              pa.date32(): "date", _TS: "timestamptz"}
+
+
+def _read_rows(table: str, low: datetime | None, high: datetime) -> tuple[pa.Table, pa.Array | None]:
+    """(rows of app.<table> with low < updated_at <= high in primary-key order, the ids of app.users) as Arrow.
+
+    Read with ADBC (binary COPY straight into Arrow), both in one repeatable-read snapshot; numeric and jsonb
+    are cast in SQL to float8 and text so the declared Arrow types come out.
+    """
     schema = SCHEMAS[table]
-    conn.execute(sa.text("set local timezone = 'UTC'"))
-    conn.execute(sa.text("set local datestyle = 'ISO, YMD'"))
-    cols = ", ".join(f'"{c}"' for c in schema.names)
-    where = f"{WATERMARK_COLUMN} <= %(high)s" + (f" and {WATERMARK_COLUMN} > %(low)s" if low is not None else "")
-    sql = f'copy (select {cols} from app.{table} where {where} order by "{schema.names[0]}") to stdout (format csv)'
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(sql, {"low": low, "high": high}) as copy:
-        stream = io.BufferedReader(_CopyStream(iter(copy)), buffer_size=_BLOCK)
-        if not stream.peek(1):
-            return schema.empty_table()
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(column_names=schema.names, block_size=_BLOCK),
-            convert_options=pacsv.ConvertOptions(
-                column_types={f.name: f.type for f in schema},
-                true_values=["t"], false_values=["f"],
-                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
-            ),
-        )
-        batches = list(reader)
-    return pa.Table.from_batches(batches).cast(schema)
+    cols = ", ".join(f'"{f.name}"::{_SQL_TYPES.get(f.type, "text")}' for f in schema)
+    where = f"{WATERMARK_COLUMN} <= $1" + (f" and {WATERMARK_COLUMN} > $2" if low is not None else "")
+    params = (high,) if low is None else (high, low)
+    with adbc.connect(libpq_url()) as conn, conn.cursor() as cursor:
+        cursor.execute("set transaction isolation level repeatable read")
+        cursor.execute(f'select {cols} from app.{table} where {where} order by "{schema.names[0]}"', params)
+        rows = cursor.fetch_arrow_table()
+        users = None
+        if table != "users" and "user_id" in schema.names:
+            cursor.execute("select user_id from app.users")
+            users = cursor.fetch_arrow_table().column(0).combine_chunks()
+        conn.commit()
+    return pa.Table.from_arrays(rows.columns, schema=schema) if rows.num_rows else schema.empty_table(), users
 
 
-def _previous_runs(conn: sa.Connection, table: str, interval_end: datetime) -> tuple[bool, datetime | None, list]:
-    """(already extracted?, low watermark of this interval, other runs whose interval ends in the same hour)."""
+def _window(conn: sa.Connection, table: str, high: datetime) -> tuple[bool, datetime | None, datetime | None, datetime]:
+    """(already extracted?, low watermark, window start, window end) of the interval ending at `high`."""
     own = conn.execute(
         sa.text("select low_watermark from ops.extract_runs where table_name = :t and interval_end = :e"),
-        {"t": table, "e": interval_end},
+        {"t": table, "e": high},
     ).first()
     if own is not None:
         low = own.low_watermark
     else:
         low = conn.execute(
             sa.text("select max(high_watermark) from ops.extract_runs where table_name = :t and interval_end < :e"),
-            {"t": table, "e": interval_end},
+            {"t": table, "e": high},
         ).scalar()
-    start, stop = _hour_bounds(interval_end)
-    siblings = conn.execute(
+    start = None if low is None else _floor_hour(low - timedelta(hours=get_settings().extract_overlap_hours))
+    hour_start = _floor_hour(high - timedelta(microseconds=1))
+    later = conn.execute(
         sa.text(
-            "select interval_end, low_watermark, high_watermark from ops.extract_runs "
-            "where table_name = :t and interval_end > :a and interval_end <= :b and interval_end <> :e"
+            "select max(interval_end) from ops.extract_runs "
+            "where table_name = :t and interval_end > :e and interval_end <= :b"
         ),
-        {"t": table, "a": start, "b": stop, "e": interval_end},
-    ).all()
-    return own is not None, low, siblings
+        {"t": table, "e": high, "b": hour_start + timedelta(hours=1)},
+    ).scalar()
+    return own is not None, low, start, max(high, later or high)
 
 
-def _clear_partition(partition: str) -> None:
-    fs, root = lake.filesystem()
-    for name in lake.list_files(partition):
-        fs.delete_file(f"{root}/{partition}/{name}")
+def _to_lake(conn: sa.Connection, table: str, rows: pa.Table) -> pa.Table:
+    """Rows as they may enter the lake: JSON scrubbed of PII, user_id replaced by its pseudonym."""
+    for col in (*JSON_OBJECT_COLUMNS.get(table, ()), *JSON_ARRAY_COLUMNS.get(table, ())):
+        i = rows.schema.get_field_index(col)
+        rows = rows.set_column(i, rows.schema.field(i), privacy.scrub_json_column(rows[col]))
+    if "user_id" in rows.column_names:
+        i = rows.schema.get_field_index("user_id")
+        rows = rows.set_column(i, pa.field("user_id", pa.string(), nullable=False),
+                               privacy.pseudonymise_column(conn, rows["user_id"]))
+    return rows
 
 
 def extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id: str) -> dict:
@@ -220,25 +225,28 @@ def extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id:
     if table not in SCHEMAS:
         raise ValueError(f"unknown source table {table!r}; expected one of {', '.join(SOURCE_TABLES)}")
     high = interval_end.astimezone(UTC)
-    partition = raw_partition(table, high)
+    clock = [time.perf_counter()]
     with engine.begin() as conn:
         _check_columns(conn, table)
-        rerun, low, siblings = _previous_runs(conn, table, high)
-        # the file covers every interval of this hour: from the lowest low to the highest high
-        lows = [low] + [s.low_watermark for s in siblings]
-        file_low = None if any(x is None for x in lows) else min(lows)
-        file_high = max([high] + [s.high_watermark for s in siblings])
-        rows = _read_rows(conn, table, file_low, file_high)
-    updated = rows.column(WATERMARK_COLUMN)
+        rerun, low, start, read_high = _window(conn, table, high)
+    rows, known_users = _read_rows(table, start, read_high)
+    clock.append(time.perf_counter())
+    split = split_rows(table, rows, known_users, high)
+    clock.append(time.perf_counter())
+    with engine.begin() as conn:
+        accepted, quarantined = _to_lake(conn, table, split.accepted), _to_lake(conn, table, split.quarantined)
+    clock.append(time.perf_counter())
+    first_key, last_key = None if start is None else raw_lake.hour_key(start) + 1, raw_lake.hour_key(high)
+    written, cleared = raw_lake.replace_hours("raw", table, accepted, first_key, last_key, run_id)
+    held, _ = raw_lake.replace_hours("quarantine", table, quarantined, first_key, last_key, run_id)
+    updated = accepted.column(WATERMARK_COLUMN)
     mine = pc.less_equal(updated, pa.scalar(high, _TS))
     if low is not None:
         mine = pc.and_(mine, pc.greater(updated, pa.scalar(low, _TS)))
     n_rows = int(pc.sum(mine).as_py() or 0)
-    if rows.num_rows:
-        path: str | None = lake.replace_partition(rows, partition, f"{run_id}.parquet")
-    else:
-        _clear_partition(partition)  # a previous run of this hour may have left rows that are gone now
-        path = None
+    clock.append(time.perf_counter())
+    path, file_rows = written.get(last_key, (None, 0))
+    counts = split.counts
     with engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -251,37 +259,87 @@ def extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id:
             ),
             {"t": table, "e": high, "low": low, "n": n_rows, "p": path, "r": run_id},
         )
-        if siblings:  # they share the file just written
+        # every interval ending in a rewritten hour now points at that hour's new file (or at none)
+        for key, p in [*((k, f) for k, (f, _) in written.items()), *((k, None) for k in cleared)]:
             conn.execute(
-                sa.text("update ops.extract_runs set path = :p where table_name = :t and interval_end = any(:ends)"),
-                {"p": path, "t": table, "ends": [s.interval_end for s in siblings]},
+                sa.text(
+                    "update ops.extract_runs set path = :p "
+                    "where table_name = :t and interval_end > :a and interval_end <= :b"
+                ),
+                {"p": p, "t": table, "a": raw_lake.hour_start(key), "b": raw_lake.hour_start(key + 1)},
             )
+        conn.execute(
+            sa.text(
+                "insert into ops.quarantine_counts "
+                "(table_name, interval_end, run_id, extracted, accepted, quarantined, reasons) "
+                "values (:t, :e, :r, :x, :a, :q, cast(:reasons as jsonb)) "
+                "on conflict (table_name, interval_end) do update set run_id = excluded.run_id, "
+                "extracted = excluded.extracted, accepted = excluded.accepted, quarantined = excluded.quarantined, "
+                "reasons = excluded.reasons, recorded_at = now()"
+            ),
+            {"t": table, "e": high, "r": run_id, "x": counts["extracted"], "a": counts["accepted"],
+             "q": counts["quarantined"], "reasons": json.dumps(split.reasons)},
+        )
     log.info(
-        "extract app.%s: %d rows (%s, %s]%s -> %s%s", table, n_rows, low.isoformat() if low is not None else "-inf",
-        high.isoformat(), " (rerun)" if rerun else "", path or "no file",
-        f" (file shared with {len(siblings)} other interval(s) of this hour: {rows.num_rows} rows)" if siblings else "",
+        "extract app.%s: %d new rows (%s, %s]%s; window %s: %d read, %d accepted into %d file(s), %d quarantined %s",
+        table, n_rows, low.isoformat() if low is not None else "-inf", high.isoformat(), " (rerun)" if rerun else "",
+        start.isoformat() if start is not None else "-inf", counts["extracted"], counts["accepted"], len(written),
+        counts["quarantined"], split.reasons or "",
     )
     return {
         "rows": n_rows,
         "path": path,
+        "paths": sorted(f for f, _ in written.values()),
         "low": low.isoformat() if low is not None else None,
         "high": high.isoformat(),
-        "partition": partition,
-        "file_rows": rows.num_rows,
+        "window_start": start.isoformat() if start is not None else None,
+        "partition": raw_partition(table, high),
+        "file_rows": file_rows,
+        **counts,
+        "reasons": split.reasons,
+        "quarantine_paths": sorted(f for f, _ in held.values()),
+        "seconds": {step: round(clock[i + 1] - clock[i], 3) for i, step in enumerate(_STEPS)},
     }
+
+
+def _check_interval_end(interval_end: object) -> None:
+    if not isinstance(interval_end, datetime) or interval_end.tzinfo is None or interval_end.utcoffset() is None:
+        raise ValueError(
+            f"interval_end must be a timezone-aware datetime (e.g. datetime.now(UTC)), got {interval_end!r}"
+        )
+
+
+def _check_run_id(run_id: str) -> None:
+    if not _RUN_ID.match(run_id or ""):
+        raise ValueError(f"run_id must be non-empty and use only letters, digits, '_', '.', '-': got {run_id!r}")
 
 
 def extract_all(engine: sa.Engine, interval_end: datetime, run_id: str) -> dict[str, dict]:
     """Extract every app table for the interval ending at `interval_end` (tz-aware) into the lake.
 
-    Returns {table: {"rows", "path", "low", "high", "partition", "file_rows"}}: rows of this interval,
-    the file written (None without rows), the watermarks as ISO strings, the lake folder, the rows in
-    the file (more than rows only when another interval ended in the same hour).
+    Returns {table: {...}}: "rows" (accepted rows of this interval), "path" (the file of the hour holding the
+    interval end, None without rows), "paths" (every raw file written), "low"/"high"/"window_start" (ISO),
+    "partition", "file_rows", "extracted"/"accepted"/"quarantined" (window counts), "reasons",
+    "quarantine_paths".
     """
-    if not isinstance(interval_end, datetime) or interval_end.tzinfo is None or interval_end.utcoffset() is None:
-        raise ValueError(
-            f"interval_end must be a timezone-aware datetime (e.g. datetime.now(UTC)), got {interval_end!r}"
-        )
-    if not _RUN_ID.match(run_id or ""):
-        raise ValueError(f"run_id must be non-empty and use only letters, digits, '_', '.', '-': got {run_id!r}")
+    _check_interval_end(interval_end)
+    _check_run_id(run_id)
     return {table: extract_table(engine, table, interval_end, run_id) for table in SOURCE_TABLES}
+
+
+def backfill(engine: sa.Engine, start: datetime, end: datetime, run_id: str) -> dict[str, dict]:
+    """Re-extract every hour of (start, end] in order (hour-aligned interval ends); totals per table."""
+    _check_interval_end(start)
+    _check_interval_end(end)
+    _check_run_id(run_id)
+    at = _floor_hour(start) + timedelta(hours=1)
+    if at > end:
+        raise ValueError(f"backfill range ({start.isoformat()}, {end.isoformat()}] holds no whole hour end")
+    totals = {t: {"intervals": 0, "rows": 0, "extracted": 0, "accepted": 0, "quarantined": 0} for t in SOURCE_TABLES}
+    while at <= end:
+        for table, info in extract_all(engine, at, run_id).items():
+            totals[table]["intervals"] += 1
+            for k in ("rows", "extracted", "accepted", "quarantined"):
+                totals[table][k] += info[k]
+        at += timedelta(hours=1)
+    return totals

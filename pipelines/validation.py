@@ -249,14 +249,15 @@ def validate_raw(extract_result: dict, run_id: str) -> dict:
     tables: dict[str, dict] = {}
     skipped, unchecked = [], []
     for table, info in sorted(extract_result.items()):
-        path = info.get("path") if isinstance(info, dict) else None
+        info = info if isinstance(info, dict) else {}
+        paths = info.get("paths") or ([info["path"]] if info.get("path") else [])  # every hour file of the extract
         if table not in parts:
             unchecked.append(table)
             continue
-        if not path:
+        if not paths:
             skipped.append(table)
             continue
-        frame = _read_frame(path)
+        frame = pd.concat([_read_frame(p) for p in paths], ignore_index=True)
         table_outcomes = _run_suite(ctx, f"{RAW_SUITE}.{table}", frame, parts[table], parameters, f"{RAW_SUITE}.{table}")
         for o in table_outcomes:
             o["table"] = table

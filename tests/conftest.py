@@ -23,7 +23,8 @@ truncate app.users, app.accounts, app.transactions, app.goals, app.debts, app.us
          app.financial_decisions, app.user_sessions, app.coaching_interactions,
          features.user_features_latest, serving.recommendations,
          ops.extract_runs, ops.validation_results, ops.run_log,
-         app.market_conditions, features.predictiveness, features.snapshot_runs restart identity cascade
+         app.market_conditions, features.predictiveness, features.snapshot_runs,
+         ops.ingest_counts, ops.quarantine_counts, ops.user_pseudonyms, ops.erasure_requests restart identity cascade
 """
 
 

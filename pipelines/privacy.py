@@ -1,0 +1,119 @@
+"""PII scrubbing of event JSON and pseudonymous user ids: what happens to every row before it reaches the lake.
+
+Scrubbing (`scrub_json`): free text survives only under an allow-list of keys (`TEXT_KEYS`); any other
+string value becomes "[redacted]", and numbers with 7 or more digits under keys outside the allow-list are
+redacted too (a phone or card number sent as a number). Surviving strings, and keys, are masked for
+e-mail addresses, IBANs, card numbers (Luhn-checked) and phone numbers. The result is JSON text again.
+
+Pseudonyms: `pseudonymise_column` replaces an int64 user id column by `fincoach.pseudonym` pseudonyms and
+records the mapping in `ops.user_pseudonyms` (Postgres only; the lake never holds it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from fincoach.pseudonym import pseudonymise_many
+
+REDACTED = "[redacted]"
+# Keys whose string values are product vocabulary (pages, elements, categories, versions), not free text.
+TEXT_KEYS: frozenset[str] = frozenset({
+    "page", "element", "category", "field", "action_type", "device", "app_version", "source", "screen",
+    "path", "route", "method", "event", "feature", "decision_type", "outcome", "goal_type", "currency",
+    "os", "locale", "timezone", "referrer", "status", "variant", "experiment", "tab", "button",
+})
+_MAX_PLAIN_DIGITS = 6  # numbers with more digits, under keys outside TEXT_KEYS, may be phone or card numbers
+
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"(?<![\w.])\+?(?:\d[ ().-]{0,2}){6,18}\d(?![\w])")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}(?::\d{2}){0,2})?")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group())
+    return "[card]" if 13 <= len(digits) <= 19 and _luhn(digits) else match.group()
+
+
+def _phone(match: re.Match[str]) -> str:
+    return match.group() if _DATE.fullmatch(match.group().strip()) else "[phone]"
+
+
+def mask_text(text: str) -> str:
+    """`text` with e-mail addresses, IBANs, card numbers and phone numbers replaced by a placeholder."""
+    if not any(ch.isdigit() or ch == "@" for ch in text):
+        return text
+    text = _IBAN.sub("[iban]", text)
+    text = _CARD.sub(_card, text)
+    text = _EMAIL.sub("[email]", text)
+    return _PHONE.sub(_phone, text)
+
+
+def _scrub(value: Any, key: str | None) -> Any:
+    if isinstance(value, dict):
+        return {mask_text(str(k)): _scrub(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, key) for v in value]
+    if isinstance(value, str):
+        return mask_text(value) if key in TEXT_KEYS else REDACTED
+    if isinstance(value, int | float) and not isinstance(value, bool) and key not in TEXT_KEYS:
+        return REDACTED if len(str(abs(int(value)))) > _MAX_PLAIN_DIGITS else value
+    return value
+
+
+def scrub_value(value: Any) -> Any:
+    """A parsed JSON value with its PII removed (see the module docstring)."""
+    return _scrub(value, None)
+
+
+def scrub_json(text: str | None) -> str | None:
+    """JSON text with its PII removed; text that is not JSON is masked as a whole and kept as a JSON string."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return json.dumps(REDACTED)
+    return json.dumps(scrub_value(value), separators=(", ", ": "), ensure_ascii=False)
+
+
+def scrub_json_column(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A string column of JSON texts, scrubbed; each distinct value is scrubbed once (payloads repeat a lot)."""
+    encoded = pc.dictionary_encode(column).combine_chunks() if isinstance(column, pa.ChunkedArray) \
+        else pc.dictionary_encode(column)
+    cleaned = pa.array([scrub_json(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    return pc.take(cleaned, encoded.indices)
+
+
+def pseudonymise_column(conn: sa.Connection | None, user_ids: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Pseudonyms for an int64 user id column (same order); the mapping is recorded when `conn` is given."""
+    ids = user_ids.combine_chunks() if isinstance(user_ids, pa.ChunkedArray) else user_ids
+    distinct = pc.unique(ids)
+    values = distinct.to_pylist()
+    names = pseudonymise_many(values)
+    if conn is not None and values:
+        conn.execute(
+            sa.text(
+                "insert into ops.user_pseudonyms (user_id, pseudonym) "
+                "select * from unnest(cast(:ids as bigint[]), cast(:names as text[])) on conflict do nothing"
+            ),
+            {"ids": values, "names": names},
+        )
+    return pc.take(pa.array(names, pa.string()), pc.index_in(ids, distinct))
