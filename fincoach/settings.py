@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     bandit_users: int = 200
     # Start each new candidate from the champion's weights when the architectures match (online learning).
     train_from_champion: bool = True
+    # Without a champion: pretrain by behaviour cloning on app.coaching_interactions (training.offline)
+    # when at least this many are logged, then fine-tune in the simulator.
+    offline_pretrain: bool = True
+    offline_min_interactions: int = 200
 
     @property
     def home_dir(self) -> Path:

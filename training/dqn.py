@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -150,11 +151,19 @@ def _warm_start(algo: Any, state: dict) -> None:
     algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
 
 
-def train_dqn(users: Any, args: DQNArgs, init_state: dict | None = None) -> tuple[Any, dict]:
+def train_dqn(
+    users: Any,
+    args: DQNArgs,
+    init_state: dict | None = None,
+    stop_when: Callable[[Any, int], bool] | None = None,
+    config: Any = None,
+) -> tuple[Any, dict]:
     """Train DQN for `args.total_timesteps` env steps on users drawn from the snapshot.
 
     `init_state`: the state_dict of an exported Q-network (the champion's) to start from instead of a
-    random initialisation (same architecture required).
+    random initialisation (same architecture required). `stop_when(module, env_steps)`, called after
+    every iteration (its time is not counted as training time), ends training early when it returns True.
+    `config`: an RLlib config to use instead of `build_config(users, args)` (benchmarks).
 
     Returns the trained RLModule (a torch module computing Q-values) and metrics: `curve` (one row per
     iteration: env steps, mean episode return), `env_steps`, `train_seconds`, `env_steps_per_s`.
@@ -168,11 +177,11 @@ def train_dqn(users: Any, args: DQNArgs, init_state: dict | None = None) -> tupl
     started = _start_ray()
     algo = None
     try:
-        algo = build_config(users, args).build_algo()
+        algo = (config or build_config(users, args)).build_algo()
         if init_state is not None:
             _warm_start(algo, init_state)
         curve: list[dict[str, float]] = []
-        env_steps = 0
+        env_steps, checking = 0, 0.0
         t0 = time.perf_counter()
         while env_steps < args.total_timesteps:
             result = algo.train()
@@ -183,7 +192,13 @@ def train_dqn(users: Any, args: DQNArgs, init_state: dict | None = None) -> tupl
                 {"iteration": len(curve) + 1, "env_steps": env_steps, "episode_return_mean": float(ret)}
             )
             log.info("iteration %d: %d env steps, episode return %.3f", len(curve), env_steps, ret)
-        seconds = time.perf_counter() - t0
+            if stop_when is not None:
+                t_check = time.perf_counter()
+                stop = stop_when(algo.get_module(), env_steps)
+                checking += time.perf_counter() - t_check
+                if stop:
+                    break
+        seconds = time.perf_counter() - t0 - checking
         module = algo.get_module()
         module.eval()
     finally:

@@ -188,6 +188,9 @@ def train_candidate(features_uri: str, run_id: str) -> dict:
     train_users, eval_users = split_users(frame)
     args = DQNArgs(total_timesteps=s.train_timesteps, seed=s.train_seed)
     init_state, init_from = _champion_weights(args) if s.train_from_champion else (None, "scratch")
+    offline_counts: dict[str, int] = {}
+    if init_state is None and s.offline_pretrain:
+        init_state, init_from, offline_counts = _offline_weights(train_users, args, init_from)
     if init_state is not None:
         args.epsilon_initial = WARM_START_EPSILON
     module, result = train_dqn(train_users, args, init_state=init_state)
@@ -211,6 +214,7 @@ def train_candidate(features_uri: str, run_id: str) -> dict:
             "eval_users_available": len(eval_users),
             "init_from": init_from,
             "holdout_archetypes": ",".join(holdout_archetypes()),
+            **{f"offline.{k}": v for k, v in offline_counts.items()},
         }
         metrics = {
             "total_env_steps": result["env_steps"],
@@ -254,6 +258,32 @@ def _champion_weights(args: Any) -> tuple[dict | None, str]:
     ):
         return None, f"scratch (champion {version} has another architecture: {hidden})"
     return {k: v.clone() for k, v in policy.module.state_dict().items()}, f"champion {version}"
+
+
+def _offline_weights(train_users: pd.DataFrame, args: Any, why_not_champion: str) -> tuple[dict | None, str, dict]:
+    """(Q-network weights from BC on the logged interactions, 'offline BC ...', counts), or (None, why, counts)."""
+    from fincoach.db import get_engine
+    from training.offline import (
+        OfflineArgs,
+        OfflineDataError,
+        bc_to_q_state,
+        offline_rows,
+        pretrain_bc,
+        read_interactions,
+    )
+
+    s = get_settings()
+    interactions = read_interactions(get_engine())
+    if len(interactions) < s.offline_min_interactions:
+        return None, f"{why_not_champion}; {len(interactions)} logged interactions, too few for BC", {}
+    offline = OfflineArgs(fcnet_hiddens=tuple(args.fcnet_hiddens), seed=args.seed)
+    try:
+        rows, counts = offline_rows(interactions, train_users, offline.accepted_only)
+    except OfflineDataError as exc:
+        return None, f"{why_not_champion}; {exc}", {}
+    module, metrics = pretrain_bc(rows, offline)
+    log.info("BC pretraining on %d logged interactions: loss %s", len(rows), metrics["policy_loss"])
+    return bc_to_q_state(module), f"offline BC on {counts['used']} logged interactions", counts
 
 
 def _compact(summary: dict) -> dict:

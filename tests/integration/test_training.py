@@ -12,7 +12,9 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
+import sqlalchemy as sa
 import torch
 from torch import nn
 
@@ -21,6 +23,7 @@ from fincoach.actions import N_ACTIONS, NO_ACTION, action_mask
 from fincoach.feature_spec import FEATURE_NAMES, normalise, raw_matrix
 from fincoach.policy import ExportedPolicy, write_policy_artifact
 from fincoach.policy_model import load_registered_policy
+from fincoach.rules import RulePolicy
 from fincoach.settings import get_settings, reload_settings
 from fincoach.tracking import configure_mlflow
 from training import registry, workflow
@@ -299,3 +302,78 @@ def test_the_training_dag_continues_from_the_champion(engine, snapshot_uri, smal
     second = workflow.train_candidate(snapshot_uri, "test-continue-2")
     params = mlflow.MlflowClient().get_run(second["mlflow_run_id"]).data.params
     assert params["init_from"] == f"champion {registered['version']}"
+
+
+def _log_interactions(engine, snapshot: pd.DataFrame, per_user: int) -> int:
+    """Users of the snapshot in app.users, and rules-with-exploration interactions logged for them."""
+    import pandas as pd
+
+
+    rng = np.random.default_rng(0)
+    decision = RulePolicy().act(raw_matrix(snapshot), epsilon=0.3, rng=rng)
+    with engine.begin() as conn:
+        conn.execute(sa.text("truncate app.users restart identity cascade"))
+        conn.execute(
+            sa.text(
+                "insert into app.users (user_id, created_at, birth_year, income_band, pay_frequency, "
+                "monthly_income, region, device_type, risk_tolerance) values "
+                "(:u, now(), 1990, 'middle', 'monthly', 3000, 'north', 'ios', 'medium')"
+            ),
+            [{"u": int(u)} for u in snapshot["user_id"]],
+        )
+        rows = [
+            {
+                "r": f"req-{u}-{k}", "u": int(u), "a": int(a), "t": "x", "p": float(p),
+                "resp": "accepted" if rng.random() < 0.5 else "ignored",
+                "at": pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=7 * k),
+            }
+            for u, a, p in zip(snapshot["user_id"], decision.actions, decision.propensities, strict=True)
+            for k in range(per_user)
+        ]
+        conn.execute(
+            sa.text(
+                "insert into app.coaching_interactions (request_id, user_id, action_id, action_type, propensity, "
+                "model_version, source, served_at, response) values (:r, :u, :a, :t, :p, 'rules-v1', 'batch', :at, :resp)"
+            ),
+            rows,
+        )
+    return len(rows)
+
+
+@pytest.mark.slow
+def test_without_a_champion_the_candidate_is_pretrained_offline_on_the_logs(engine, snapshot_uri, small_budget):
+    from training.offline import OfflineArgs, bc_to_q_state, offline_rows, pretrain_bc, read_interactions
+
+    snapshot = workflow.read_snapshot(snapshot_uri)
+    logged = _log_interactions(engine, snapshot, 3)
+    interactions = read_interactions(engine)
+    rows, counts = offline_rows(interactions, snapshot.head(300), accepted_only=True)
+    assert counts["logged"] == logged
+    assert counts["used"] + counts["rejected_user_not_in_snapshot"] + counts["skipped_not_accepted"] == logged
+    assert counts["rejected_user_not_in_snapshot"] == 3 * 100
+
+    # BC through RLlib's offline data path learns the logged choices; its weights seed a Q-network.
+    module, metrics = pretrain_bc(rows, OfflineArgs())
+    assert metrics["policy_loss"][-1] < metrics["policy_loss"][0]
+    net = _q_network_from(bc_to_q_state(module))
+    obs = torch.from_numpy(np.stack(rows["obs"].to_numpy()))
+    agree = (net(obs).argmax(dim=1).numpy() == rows["actions"].to_numpy()).mean()
+    assert agree > 0.5, agree  # the logged policy is mostly the deterministic rules
+
+    trained = workflow.train_candidate(snapshot_uri, "test-offline-1")
+    params = mlflow.MlflowClient().get_run(trained["mlflow_run_id"]).data.params
+    assert params["init_from"].startswith("offline BC on ")
+    assert int(params["offline.logged"]) == logged
+
+
+def _q_network_from(state: dict) -> nn.Module:
+    """A training.export.QNetwork with the given weights (dueling, 256-128-64 encoder)."""
+    from training.export import QNetwork
+
+    sizes = [state[f"encoder.{i}.weight"].shape for i in (0, 2, 4)]
+    layers: list[nn.Module] = []
+    for out_dim, in_dim in sizes:
+        layers += [nn.Linear(in_dim, out_dim), nn.ReLU()]
+    net = QNetwork(nn.Sequential(*layers), nn.Sequential(nn.Linear(64, N_ACTIONS)), nn.Sequential(nn.Linear(64, 1)))
+    net.load_state_dict(state)
+    return net.eval()
