@@ -207,6 +207,39 @@ def cmd_features_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    """Champion and challenger of the registered model: status, promote VERSION, rollback."""
+    from training.registry import RegistryError, make_champion, rollback, status
+
+    _engine()
+    try:
+        if args.action == "promote":
+            if not args.version:
+                console.print("[red]usage:[/] fincoach model promote VERSION [--force] [--reason TEXT]")
+                return 2
+            version = next((v for v in status()["versions"] if v["version"] == args.version), None)
+            if version and version["decision"] == "kept_challenger" and not args.force:
+                console.print(f"[yellow]version {args.version} failed the gate:[/] {version['reason']}")
+                console.print("promote it anyway with --force")
+                return 1
+            done = make_champion(args.version, by="human", reason=args.reason or "promoted by hand")
+            console.print(f"champion is now version {done['champion']} (was {done['previous']})")
+        elif args.action == "rollback":
+            done = rollback(by="human")
+            console.print(f"champion is now version {done['champion']} (rolled back {done['rolled_back']})")
+        else:
+            st = status()
+            console.print(f"model {st['model']}: champion {st['champion']}, challenger {st['challenger']}")
+            console.print(f"champion history (oldest first): {', '.join(st['history']) or '-'}")
+            for v in st["versions"]:
+                console.print(f"  v{v['version']:<4} {v['decision'] or '-':<16} mean {v['mean_reward'] or '-':<10} "
+                              f"CI low {v['ci_low'] or '-':<10} {v['reason'][:80]}")
+    except RegistryError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `fincoach`."""
     p = argparse.ArgumentParser(prog="fincoach", description=__doc__)
@@ -250,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--every", type=_duration, default="1d", help="step between as_ofs: 1d, 6h, 30m (default 1d)")
     sp.add_argument("--skip-dbt", action="store_true", help="use the analytics models as they are")
     sp.set_defaults(fn=cmd_features_backfill)
+    sp = sub.add_parser("model", help=cmd_model.__doc__)
+    sp.add_argument("action", choices=["status", "promote", "rollback"])
+    sp.add_argument("version", nargs="?", help="model version to promote")
+    sp.add_argument("--force", action="store_true", help="promote a version that failed the gate")
+    sp.add_argument("--reason", help="why (stored on the version)")
+    sp.set_defaults(fn=cmd_model)
     return p
 
 

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     ray_num_cpus: int = 2
     # Training budget of one candidate (environment steps) and evaluation size (simulated users).
     train_timesteps: int = 20_000
-    eval_users: int = 300
+    eval_users: int = 1000
     # Seed of everything random in training and evaluation (reproducible runs).
     train_seed: int = 7
     airflow_home: Path | None = Field(None, validation_alias=AliasChoices("AIRFLOW_HOME"))
@@ -51,6 +51,25 @@ class Settings(BaseSettings):
     # Key of the keyed hash that pseudonymises user ids in the lake and in MLflow (fincoach.pseudonym).
     # The default is for a laptop only: set your own secret anywhere real data flows.
     pseudonym_key: str = "fincoach-dev-pseudonym-key"
+    # Training and evaluation (issue 6).
+    # The gate fails a candidate whose paired mean return in any segment (of at least 30 users) is this
+    # much below the policy serving now (champion, or the rules without one).
+    gate_segment_tolerance: float = 0.05
+    # Archetypes (training.segments) never trained on, reported as the held-out generalisation test.
+    holdout_archetypes: str = "spender"
+    # Look-alike draws per recommendation of the relevance oracle (training.oracle); 0 turns it off.
+    oracle_draws: int = 8
+    # Exploration of the simulated logging policy (rules, epsilon-greedy) whose log OPE is checked on.
+    ope_logging_epsilon: float = 0.3
+    # Episodes x users the contextual bandit baselines learn from before evaluation.
+    bandit_episodes: int = 20
+    bandit_users: int = 200
+    # Start each new candidate from the champion's weights when the architectures match (online learning).
+    train_from_champion: bool = True
+    # Without a champion: pretrain by behaviour cloning on app.coaching_interactions (training.offline)
+    # when at least this many are logged, then fine-tune in the simulator.
+    offline_pretrain: bool = True
+    offline_min_interactions: int = 200
 
     # --- RL environment and simulator (issue 4) ---
     # Weights of the reward components (training.reward): JSON {"churn": 2} or churn=2,fatigue=0.5;

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from fincoach.feature_spec import raw_matrix
 from fincoach.settings import get_settings
 from training.env import CoachingEnv
+from training.masked_q import MaskedDQNTorchRLModule, MaskedObservation
 from training.simulator import HORIZON
 
 log = logging.getLogger(__name__)
@@ -25,45 +27,74 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DQNArgs:
-    """Every RLlib DQN setting that differs from RLlib's default, plus our budget and seed.
+    """Every RLlib DQN setting that differs from RLlib's default (or that the plan fixes), plus budget and seed.
 
-    Left at RLlib's defaults: dueling and double Q on, Adam, Huber loss, target network synced every
-    500 steps, 1000 env steps per `train()` call (one point of the training curve), sampling in the
-    driver process (num_env_runners=0: fastest for a cheap env on a few CPUs).
+    The agent: a Q-network with hidden layers 256-128-64 (the plan's) feeding dueling value and advantage
+    heads, double Q-learning, 3-step returns, a target network, prioritised replay, and action masking
+    (training.masked_q). Adam, Huber loss and gradient clipping at 40 are RLlib's defaults. Sampling runs
+    in the driver process (num_env_runners=0: fastest for a cheap env on a few CPUs), many envs at once.
     """
 
     total_timesteps: int = 20_000  # env steps to train for (settings.train_timesteps in the workflow)
     seed: int = 7  # seeds RLlib: module init, exploration, and each environment's first reset (RLlib: None)
     horizon: int = HORIZON  # weeks per episode (env_config)
-    fcnet_hiddens: list[int] = field(default_factory=lambda: [64, 64])  # encoder MLP (RLlib: [256, 256])
+    fcnet_hiddens: list[int] = field(default_factory=lambda: [256, 128, 64])  # Q-net encoder (RLlib: [256, 256])
+    head_fcnet_hiddens: list[int] = field(default_factory=list)  # value/advantage heads: linear (RLlib: [])
     fcnet_activation: str = "relu"  # encoder activation (RLlib: tanh)
+    dueling: bool = True  # Q = V + A - mean(A) (RLlib: True)
+    double_q: bool = True  # bootstrap action from the online net, value from the target net (RLlib: True)
+    action_masking: bool = True  # masked actions get Q = -inf in training and exploration (RLlib: none)
     gamma: float = 0.95  # discount; episodes are 12 weeks (RLlib: 0.99)
     lr: float = 1e-3  # Adam learning rate (RLlib DQN: 5e-4)
     n_step: int = 3  # n-step returns: a nudge pays off over the following weeks (RLlib: 1)
-    num_envs_per_env_runner: int = 8  # users simulated side by side, one batched forward pass (RLlib: 1)
-    rollout_fragment_length: int = 8  # steps per env and sampling call, 64 in all (RLlib: "auto" = n_step)
-    train_batch_size_per_learner: int = 128  # transitions per gradient step (RLlib DQN: 32)
-    training_intensity: float = 2.0  # replayed / sampled transitions, pinned (RLlib: None = 128 / 64 here)
-    replay_capacity: int = 50_000  # uniform EpisodeReplayBuffer of this size (RLlib: prioritised, 50_000)
+    target_network_update_freq: int = 1000  # env steps between target syncs (RLlib: 500)
+    num_envs_per_env_runner: int = 16  # users simulated side by side, one batched forward pass (RLlib: 1)
+    rollout_fragment_length: int = 8  # steps per env and sampling call, 128 in all (RLlib: "auto" = n_step)
+    train_batch_size_per_learner: int = 256  # transitions per gradient step (RLlib DQN: 32)
+    training_intensity: float = 1.0  # replayed / sampled transitions (RLlib: None = batch / fragment)
+    replay_capacity: int = 50_000  # transitions in the replay buffer (RLlib: 50_000)
+    prioritized_replay: bool = True  # PrioritizedEpisodeReplayBuffer (RLlib: True), else uniform episodes
+    per_alpha: float = 0.6  # priority exponent (RLlib: 0.6)
+    per_beta: float = 0.4  # importance-sampling correction (RLlib: 0.4)
     num_steps_sampled_before_learning_starts: int = 500  # warm-up env steps (RLlib: 1000)
     epsilon_final: float = 0.05  # exploration rate at the end of the schedule (RLlib: 0.05)
     epsilon_fraction: float = 0.5  # share of the budget over which epsilon decays from 1 (RLlib: 10k steps)
+    epsilon_initial: float = 1.0  # exploration at the start (lower it when starting from the champion)
 
     def epsilon_schedule(self) -> list[tuple[int, float]]:
         """Piecewise-linear epsilon schedule in env steps, as RLlib expects it."""
-        return [(0, 1.0), (max(1, int(self.epsilon_fraction * self.total_timesteps)), self.epsilon_final)]
+        end = max(1, int(self.epsilon_fraction * self.total_timesteps))
+        return [(0, self.epsilon_initial), (end, self.epsilon_final)]
+
+
+def make_env(config: Any) -> Any:
+    """The environment RLlib samples from (the one place to switch to a vectorised env)."""
+    env = CoachingEnv(config)
+    return MaskedObservation(env) if config.get("action_masking", True) else env
 
 
 def build_config(users: Any, args: DQNArgs) -> Any:
     """The RLlib DQNConfig of `args`, with the snapshot users as env_config."""
+    from ray import tune
     from ray.rllib.algorithms.dqn import DQNConfig
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    return (
+    tune.register_env("fincoach-coaching", make_env)
+    buffer: dict[str, Any] = (
+        {"type": "PrioritizedEpisodeReplayBuffer", "alpha": args.per_alpha, "beta": args.per_beta}
+        if args.prioritized_replay
+        else {"type": "EpisodeReplayBuffer"}
+    )
+    config = (
         DQNConfig()
         # No env seed here: RLlib seeds every sub-environment itself from debugging(seed=...).
-        .environment(CoachingEnv, env_config={"users": raw_matrix(users), "horizon": args.horizon})
+        .environment(
+            "fincoach-coaching",
+            env_config={"users": raw_matrix(users), "horizon": args.horizon, "action_masking": args.action_masking},
+        )
         .framework("torch")
         .env_runners(
+            num_env_runners=0,
             num_envs_per_env_runner=args.num_envs_per_env_runner,
             rollout_fragment_length=args.rollout_fragment_length,
         )
@@ -71,9 +102,12 @@ def build_config(users: Any, args: DQNArgs) -> Any:
             gamma=args.gamma,
             lr=args.lr,
             n_step=args.n_step,
+            dueling=args.dueling,
+            double_q=args.double_q,
+            target_network_update_freq=args.target_network_update_freq,
             train_batch_size_per_learner=args.train_batch_size_per_learner,
             training_intensity=args.training_intensity,
-            replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": args.replay_capacity},
+            replay_buffer_config={**buffer, "capacity": args.replay_capacity},
             num_steps_sampled_before_learning_starts=args.num_steps_sampled_before_learning_starts,
             epsilon=args.epsilon_schedule(),
         )
@@ -81,10 +115,14 @@ def build_config(users: Any, args: DQNArgs) -> Any:
             model_config={
                 "fcnet_hiddens": list(args.fcnet_hiddens),
                 "fcnet_activation": args.fcnet_activation,
+                "head_fcnet_hiddens": list(args.head_fcnet_hiddens),
             }
         )
         .debugging(seed=args.seed)
     )
+    if args.action_masking:
+        config = config.rl_module(rl_module_spec=RLModuleSpec(module_class=MaskedDQNTorchRLModule))
+    return config
 
 
 def _start_ray() -> bool:
@@ -103,8 +141,29 @@ def _start_ray() -> bool:
     return True
 
 
-def train_dqn(users: Any, args: DQNArgs) -> tuple[Any, dict]:
+def _warm_start(algo: Any, state: dict) -> None:
+    """Load exported Q-network weights into the learner's module and push them to the env runners."""
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    from training.export import load_q_weights
+
+    algo.learner_group.foreach_learner(lambda learner: load_q_weights(learner.module[DEFAULT_MODULE_ID], state))
+    algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
+
+
+def train_dqn(
+    users: Any,
+    args: DQNArgs,
+    init_state: dict | None = None,
+    stop_when: Callable[[Any, int], bool] | None = None,
+    config: Any = None,
+) -> tuple[Any, dict]:
     """Train DQN for `args.total_timesteps` env steps on users drawn from the snapshot.
+
+    `init_state`: the state_dict of an exported Q-network (the champion's) to start from instead of a
+    random initialisation (same architecture required). `stop_when(module, env_steps)`, called after
+    every iteration (its time is not counted as training time), ends training early when it returns True.
+    `config`: an RLlib config to use instead of `build_config(users, args)` (benchmarks).
 
     Returns the trained RLModule (a torch module computing Q-values) and metrics: `curve` (one row per
     iteration: env steps, mean episode return), `env_steps`, `train_seconds`, `env_steps_per_s`.
@@ -118,9 +177,11 @@ def train_dqn(users: Any, args: DQNArgs) -> tuple[Any, dict]:
     started = _start_ray()
     algo = None
     try:
-        algo = build_config(users, args).build_algo()
+        algo = (config or build_config(users, args)).build_algo()
+        if init_state is not None:
+            _warm_start(algo, init_state)
         curve: list[dict[str, float]] = []
-        env_steps = 0
+        env_steps, checking = 0, 0.0
         t0 = time.perf_counter()
         while env_steps < args.total_timesteps:
             result = algo.train()
@@ -131,7 +192,13 @@ def train_dqn(users: Any, args: DQNArgs) -> tuple[Any, dict]:
                 {"iteration": len(curve) + 1, "env_steps": env_steps, "episode_return_mean": float(ret)}
             )
             log.info("iteration %d: %d env steps, episode return %.3f", len(curve), env_steps, ret)
-        seconds = time.perf_counter() - t0
+            if stop_when is not None:
+                t_check = time.perf_counter()
+                stop = stop_when(algo.get_module(), env_steps)
+                checking += time.perf_counter() - t_check
+                if stop:
+                    break
+        seconds = time.perf_counter() - t0 - checking
         module = algo.get_module()
         module.eval()
     finally:

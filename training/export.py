@@ -60,6 +60,28 @@ def extract_q_network(module: Any) -> QNetwork:
     return net.eval().float()
 
 
+def load_q_weights(module: Any, state: dict[str, torch.Tensor]) -> None:
+    """Copy an exported QNetwork's weights (its state_dict) into an RLModule, target networks included.
+
+    The inverse of `extract_q_network`: a new candidate starts from the champion instead of from scratch.
+    """
+    parts = {"encoder": ["encoder", "_target_encoder"], "advantage": ["af", "_target_af"]}
+    if module.uses_dueling:
+        parts["value"] = ["vf", "_target_vf"]
+    for prefix, names in parts.items():
+        sub = {k.removeprefix(f"{prefix}."): v for k, v in state.items() if k.startswith(f"{prefix}.")}
+        for name in names:
+            net = getattr(module, name, None)
+            if net is None:  # an inference-only module has no target networks
+                continue
+            try:
+                net.net.mlp.load_state_dict(sub)
+            except RuntimeError as exc:
+                raise ExportError(
+                    f"the exported weights do not fit this RLModule's {name} (architecture changed?): {exc}"
+                ) from exc
+
+
 def rlmodule_q_values(module: Any, obs: np.ndarray) -> np.ndarray:
     """Q-values as the RLModule itself computes them (the reference the export is checked against)."""
     from ray.rllib.algorithms.dqn.default_dqn_rl_module import QF_PREDS

@@ -6,8 +6,14 @@ the DAG run, registered as `settings.model_name` with alias `challenger`, and ge
 only through the gate (`training.gate.decide`).
 
 Users are split by a hash of `user_id`: one in five is held out of training and used for evaluation
-(all users for both when the snapshot is too small to hold out `MIN_HOLDOUT_USERS`). Every policy
-is evaluated on the same simulated users with the same seeds (`settings.train_seed`).
+(all users for both when the snapshot is too small to hold out `MIN_HOLDOUT_USERS`); users of the
+archetypes in `settings.holdout_archetypes` are never trained on, so their segment in the evaluation
+measures generalisation to a user type the agent has not seen. Every policy (candidate, champion, rules,
+random, LinUCB, Thompson sampling) is evaluated on the same simulated users with the same seeds
+(`settings.train_seed`), and OPE is checked against the simulator (training.evaluation_run).
+
+Online learning: with `settings.train_from_champion`, a new candidate starts from the champion's
+weights (when the architecture matches) instead of from scratch.
 
 Reruns: registering is keyed on the MLflow run, so a retried `register_candidate` reuses the version it
 made; the gate sets aliases and tags, which a retry sets to the same values.
@@ -32,12 +38,14 @@ from fincoach import lake
 from fincoach.actions import ACTION_CATALOG_VERSION, catalog_document
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, normalise, raw_matrix, spec_document
 from fincoach.settings import get_settings
+from training.registry import CHALLENGER, make_champion
+from training.segments import archetype
 
 log = logging.getLogger(__name__)
+WARM_START_EPSILON = 0.3  # exploration at the start of a candidate that starts from the champion
 
 HOLDOUT_SHARE = 5  # one user in this many is held out of training for evaluation
 MIN_HOLDOUT_USERS = 20
-CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 class SnapshotError(ValueError):
@@ -66,13 +74,26 @@ def read_snapshot(features_uri: str) -> pd.DataFrame:
     return frame
 
 
+def holdout_archetypes() -> tuple[str, ...]:
+    """Archetypes never trained on (settings.holdout_archetypes)."""
+    return tuple(a.strip() for a in get_settings().holdout_archetypes.split(",") if a.strip())
+
+
 def split_users(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(training users, held-out evaluation users), by a stable hash of user_id."""
+    """(training users, held-out evaluation users), by a stable hash of user_id and by archetype."""
     bucket = frame["user_id"].map(lambda u: zlib.crc32(str(u).encode()) % HOLDOUT_SHARE)
     holdout = (bucket == 0).to_numpy()
     if holdout.sum() < MIN_HOLDOUT_USERS or holdout.all():
-        return frame, frame
-    return frame[~holdout], frame[holdout]
+        train, test = frame, frame
+    else:
+        train, test = frame[~holdout], frame[holdout]
+    unseen = np.isin(archetype(raw_matrix(train)), holdout_archetypes())
+    if unseen.all():
+        raise SnapshotError(
+            f"every training user is of a held-out archetype ({', '.join(holdout_archetypes())}): "
+            "change FINCOACH_HOLDOUT_ARCHETYPES"
+        )
+    return train[~unseen], test
 
 
 def _input_example(frame: pd.DataFrame) -> pd.DataFrame:
@@ -166,13 +187,24 @@ def train_candidate(features_uri: str, run_id: str) -> dict:
     frame = read_snapshot(features_uri)
     train_users, eval_users = split_users(frame)
     args = DQNArgs(total_timesteps=s.train_timesteps, seed=s.train_seed)
-    module, result = train_dqn(train_users, args)
+    init_state, init_from = _champion_weights(args) if s.train_from_champion else (None, "scratch")
+    offline_counts: dict[str, int] = {}
+    if init_state is None and s.offline_pretrain:
+        init_state, init_from, offline_counts = _offline_weights(train_users, args, init_from)
+    if init_state is not None:
+        args.epsilon_initial = WARM_START_EPSILON
+    module, result = train_dqn(train_users, args, init_state=init_state)
     real_obs = normalise(raw_matrix(train_users.head(256)))
     with tempfile.TemporaryDirectory(prefix="fincoach-export-") as tmp:
         folder = export_policy(
             module,
             Path(tmp) / "policy",
-            meta={"run_id": run_id, "features_uri": features_uri, "trained_env_steps": result["env_steps"]},
+            meta={
+                "run_id": run_id,
+                "features_uri": features_uri,
+                "trained_env_steps": result["env_steps"],
+                "init_from": init_from,
+            },
             obs=np.concatenate([real_obs, check_batch()]),
         )
         params = {
@@ -180,6 +212,9 @@ def train_candidate(features_uri: str, run_id: str) -> dict:
             "simulator_version": SIMULATOR_VERSION,
             "train_users": len(train_users),
             "eval_users_available": len(eval_users),
+            "init_from": init_from,
+            "holdout_archetypes": ",".join(holdout_archetypes()),
+            **{f"offline.{k}": v for k, v in offline_counts.items()},
         }
         metrics = {
             "total_env_steps": result["env_steps"],
@@ -197,59 +232,110 @@ def _champion() -> tuple[Any, str | None, str | None]:
 
     from fincoach.policy import IncompatibleModelError
     from fincoach.policy_model import load_registered_policy
+    from fincoach.tracking import configure_mlflow
+    from training.registry import champion_version
 
+    configure_mlflow()
     name = get_settings().model_name
-    client = MlflowClient()
-    if not client.search_registered_models(filter_string=f"name = '{name}'"):
-        return None, None, None
-    version = client.get_registered_model(name).aliases.get(CHAMPION)
+    version = champion_version(MlflowClient(), name)
     if version is None:
         return None, None, None
     try:
-        return load_registered_policy(f"models:/{name}/{version}"), str(version), None
+        return load_registered_policy(f"models:/{name}/{version}"), version, None
     except IncompatibleModelError as exc:  # trained on another spec: it cannot be served by this code either
         log.warning("champion %s/%s not evaluated: %s", name, version, exc)
-        return None, str(version), str(exc)
+        return None, version, str(exc)
 
 
-def _eval_metrics(who: str, summary: dict) -> dict[str, float]:
-    out = {
-        f"eval/{who}_{k}": float(summary[k])
-        for k in ("mean_reward", "stderr_reward", "acceptance_rate", "nudge_rate")
+def _champion_weights(args: Any) -> tuple[dict | None, str]:
+    """(state_dict of the champion's Q-network, 'champion <version>') if it fits `args`, else (None, why)."""
+    policy, version, error = _champion()
+    if policy is None:
+        return None, f"scratch ({error or 'no champion yet'})"
+    hidden = list(policy.meta.get("hidden", []))
+    if policy.meta.get("algorithm") != "DQN" or hidden != list(args.fcnet_hiddens) or (
+        bool(policy.meta.get("dueling")) != args.dueling
+    ):
+        return None, f"scratch (champion {version} has another architecture: {hidden})"
+    return {k: v.clone() for k, v in policy.module.state_dict().items()}, f"champion {version}"
+
+
+def _offline_weights(train_users: pd.DataFrame, args: Any, why_not_champion: str) -> tuple[dict | None, str, dict]:
+    """(Q-network weights from BC on the logged interactions, 'offline BC ...', counts), or (None, why, counts)."""
+    from fincoach.db import get_engine
+    from training.offline import (
+        OfflineArgs,
+        OfflineDataError,
+        bc_to_q_state,
+        offline_rows,
+        pretrain_bc,
+        read_interactions,
+    )
+
+    s = get_settings()
+    interactions = read_interactions(get_engine())
+    if len(interactions) < s.offline_min_interactions:
+        return None, f"{why_not_champion}; {len(interactions)} logged interactions, too few for BC", {}
+    offline = OfflineArgs(fcnet_hiddens=tuple(args.fcnet_hiddens), seed=args.seed)
+    try:
+        rows, counts = offline_rows(interactions, train_users, offline.accepted_only)
+    except OfflineDataError as exc:
+        return None, f"{why_not_champion}; {exc}", {}
+    module, metrics = pretrain_bc(rows, offline)
+    log.info("BC pretraining on %d logged interactions: loss %s", len(rows), metrics["policy_loss"])
+    return bc_to_q_state(module), f"offline BC on {counts['used']} logged interactions", counts
+
+
+def _compact(summary: dict) -> dict:
+    keys = ("policy", "mean_reward", "ci_low", "ci_high", "relevance", "nudge_rate", "acceptance_rate")
+    return {k: summary[k] for k in keys}
+
+
+def _compact_segments(segments: dict) -> dict:
+    return {
+        kind: {name: {k: row[k] for k in ("diff_mean", "diff_ci_low", "n", "small")} for name, row in rows.items()}
+        for kind, rows in segments.items()
     }
-    out |= {f"eval/{who}_component/{k}": v for k, v in summary["components"].items()}
-    out |= {f"eval/{who}_action_mix/{k}": v for k, v in summary["action_mix"].items()}
-    return out
 
 
 def evaluate_candidate(train_result: dict) -> dict:
-    """Evaluate the candidate (as it will be served), the rules and the champion on the same users."""
+    """Evaluate the candidate (as it will be served), the champion and every baseline on the same users."""
     import mlflow
 
     from fincoach.policy_model import load_registered_policy
-    from fincoach.rules import RulePolicy
     from fincoach.tracking import configure_mlflow
-    from training.evaluate import evaluate
+    from training.evaluation_run import run_evaluation
 
-    s = get_settings()
     configure_mlflow()
-    _, eval_users = split_users(read_snapshot(train_result["features_uri"]))
+    train_users, eval_users = split_users(read_snapshot(train_result["features_uri"]))
     candidate = load_registered_policy(train_result["model_uri"])
     champion_policy, champion_version, champion_error = _champion()
-    results = {
-        "candidate": evaluate(candidate, eval_users, s.eval_users, s.train_seed),
-        "rules": evaluate(RulePolicy(), eval_users, s.eval_users, s.train_seed),
-        "champion": evaluate(champion_policy, eval_users, s.eval_users, s.train_seed)
-        if champion_policy
-        else None,
-    }
-    metrics = {k: v for who, r in results.items() if r is not None for k, v in _eval_metrics(who, r).items()}
-    client = mlflow.MlflowClient()
     run_id = train_result["mlflow_run_id"]
-    client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, 0, 0) for k, v in metrics.items()])
-    client.log_dict(run_id, {**results, "champion_version": champion_version}, "evaluation.json")
+    client = mlflow.MlflowClient()
+    steps = {m.step: m.value for m in client.get_metric_history(run_id, "train/env_steps")}
+    curve = [
+        {"iteration": m.step, "env_steps": steps.get(m.step, m.step), "episode_return_mean": m.value}
+        for m in client.get_metric_history(run_id, "train/episode_return_mean")
+    ]
+    result = run_evaluation(candidate, champion_policy, train_users, eval_users, run_id, curve)
+    report = result["report"]
     client.set_tag(run_id, "eval.champion_version", champion_version or "none")
-    out = {**train_result, **results, "champion_version": champion_version}
+    client.set_tag(run_id, "eval.holdout_archetypes", ",".join(holdout_archetypes()))
+    policies = report["policies"]
+    out = {
+        **train_result,
+        "candidate": _compact(policies["candidate"]),
+        "rules": _compact(policies["rules"]),
+        "champion": _compact(policies["champion"]) if "champion" in policies else None,
+        "baselines": {k: _compact(policies[k]) for k in ("random", "linucb", "thompson")},
+        "effect_vs_rules": report["vs_reference"]["candidate"],
+        "segments_vs_current": _compact_segments(result["segments_vs_current"]),
+        "heldout_archetypes": {
+            a: policies["candidate"]["segments"]["archetype"].get(a) for a in holdout_archetypes()
+        },
+        "ope": result["ope"],
+        "champion_version": champion_version,
+    }
     if champion_error:
         out["champion_error"] = champion_error
     return out
@@ -274,15 +360,15 @@ def register_candidate(eval_result: dict) -> dict:
                 eval_result["model_uri"], name, tags={"fincoach.mlflow_run_id": run_id}
             ).version
         )
+    cand, champ = eval_result["candidate"], eval_result.get("champion")
     tags = {
         "fincoach.run_id": eval_result.get("run_id", ""),
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "action_catalog_version": ACTION_CATALOG_VERSION,
-        "eval.candidate_mean_reward": f"{eval_result['candidate']['mean_reward']:.6f}",
+        "eval.candidate_mean_reward": f"{cand['mean_reward']:.6f}",
+        "eval.candidate_ci_low": f"{cand['ci_low']:.6f}",
         "eval.rules_mean_reward": f"{eval_result['rules']['mean_reward']:.6f}",
-        "eval.champion_mean_reward": (
-            f"{eval_result['champion']['mean_reward']:.6f}" if eval_result.get("champion") else "none"
-        ),
+        "eval.champion_mean_reward": f"{champ['mean_reward']:.6f}" if champ else "none",
         "eval.champion_version": eval_result.get("champion_version") or "none",
     }
     for key, value in tags.items():
@@ -293,14 +379,14 @@ def register_candidate(eval_result: dict) -> dict:
 
 
 def promote_if_better(register_result: dict) -> dict:
-    """Set alias `champion` on the candidate iff the gate passes; log the decision on the run and version."""
+    """Make the candidate champion iff the gate passes; log the decision on the run and the version."""
     import mlflow
 
     from fincoach.tracking import configure_mlflow
     from training.gate import decide
 
     configure_mlflow()
-    name = get_settings().model_name
+    s = get_settings()
     client = mlflow.MlflowClient()
     version = register_result["version"]
     candidate, rules, champion = (
@@ -308,18 +394,20 @@ def promote_if_better(register_result: dict) -> dict:
         register_result["rules"],
         register_result.get("champion"),
     )
-    promote, reason = decide(candidate, rules, champion)
+    promote, reason = decide(
+        candidate, rules, champion, register_result.get("segments_vs_current"), s.gate_segment_tolerance
+    )
     if register_result.get("champion_error"):
         champion_version, error = register_result["champion_version"], register_result["champion_error"]
         reason += f"; champion version {champion_version} not evaluated: {error}"
     if promote:
-        client.set_registered_model_alias(name, CHAMPION, version)
+        make_champion(version, by="gate", reason=reason)
     decision = "promoted" if promote else "kept_challenger"
     run_id = register_result["mlflow_run_id"]
     for key, value in (("gate.decision", decision), ("gate.reason", reason)):
         client.set_tag(run_id, key, value)
-        client.set_model_version_tag(name, version, key, value)
-    log.info("gate for %s version %s: %s", name, version, reason)
+        client.set_model_version_tag(s.model_name, version, key, value)
+    log.info("gate for %s version %s: %s", s.model_name, version, reason)
     return {
         "version": version,
         "decision": decision,
@@ -327,6 +415,7 @@ def promote_if_better(register_result: dict) -> dict:
         "champion_version": version if promote else register_result.get("champion_version"),
         "previous_champion_version": register_result.get("champion_version"),
         "candidate_mean_reward": candidate["mean_reward"],
+        "candidate_ci_low": candidate["ci_low"],
         "rules_mean_reward": rules["mean_reward"],
         "champion_mean_reward": champion["mean_reward"] if champion else None,
     }

@@ -8,7 +8,6 @@ from fincoach.policy import Policy
 from fincoach.rules import RulePolicy
 from training.env import CoachingEnv
 from training.evaluate import evaluate
-from training.gate import decide
 from training.sample_users import sample_snapshot
 from training.simulator import HORIZON, REWARD_COMPONENTS, REWARD_MAX, REWARD_MIN
 
@@ -149,31 +148,6 @@ def test_never_coaching_is_worse_than_the_rules(users):
     silent = evaluate(Silent(), users, 300, seed=2)
     assert silent["mean_reward"] == 0.0 and silent["nudge_rate"] == 0.0
     assert evaluate(RulePolicy(), users, 300, seed=2)["mean_reward"] > 0.0
-
-
-@pytest.mark.parametrize(
-    ("cand", "rules", "champ", "tol", "promote"),
-    [
-        (0.30, 0.20, None, 0.0, True),
-        (0.20, 0.20, None, 0.0, True),  # a tie passes
-        (0.19, 0.20, None, 0.0, False),
-        (0.30, 0.20, 0.35, 0.0, False),
-        (0.30, 0.20, 0.31, 0.02, True),
-        (0.10, 0.20, 0.05, 0.0, False),  # beating a weak champion is not enough
-    ],
-)
-def test_gate_promotes_only_a_candidate_at_least_as_good_as_rules_and_champion(
-    cand, rules, champ, tol, promote
-):
-    ok, reason = decide(
-        {"mean_reward": cand}, {"mean_reward": rules}, None if champ is None else {"mean_reward": champ}, tol
-    )
-    assert ok is promote
-    assert f"{cand:.4f}" in reason and f"rules {rules:.4f}" in reason
-    if champ is not None:
-        assert f"champion {champ:.4f}" in reason
-    else:
-        assert "no champion" in reason
 
 
 def test_docstring_tables_list_every_action_and_feature_of_the_contracts(users):

@@ -1,0 +1,62 @@
+"""One evaluation of a candidate as the training DAG runs it: baselines, paired comparisons, OPE, report.
+
+Every policy meets the same `settings.eval_users` simulated users (drawn from the held-out users with
+`settings.train_seed`): the candidate, the champion (when there is one), the rules, a random policy and
+two contextual bandits fitted on the training users. OPE: a log of the rules served epsilon-greedily
+(`settings.ope_logging_epsilon`) on the same held-out users, from which the candidate's, the rules' and
+the random policy's values are estimated and checked against the simulator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from fincoach.feature_spec import raw_matrix
+from fincoach.policy import Policy
+from fincoach.rules import RulePolicy
+from fincoach.settings import get_settings
+from training import ope
+from training.bandits import LinUCBPolicy, RandomPolicy, ThompsonPolicy, fit_bandit
+from training.evaluate import compare, evaluate_all
+
+
+def baselines(train_users: pd.DataFrame, seed: int) -> dict[str, Policy]:
+    """The rules, a random policy and LinUCB / Thompson sampling fitted in the simulator on `train_users`."""
+    s = get_settings()
+    raw = raw_matrix(train_users)
+    linucb, thompson = LinUCBPolicy(), ThompsonPolicy(seed=seed)
+    fit_bandit(linucb, raw, s.bandit_episodes, s.bandit_users, seed)
+    fit_bandit(thompson, raw, s.bandit_episodes, s.bandit_users, seed + 1)
+    return {"rules": RulePolicy(), "random": RandomPolicy(seed), "linucb": linucb, "thompson": thompson}
+
+
+def run_evaluation(
+    candidate: Policy,
+    champion: Policy | None,
+    train_users: pd.DataFrame,
+    eval_users: pd.DataFrame,
+    run_id: str | None = None,
+    curve: list[dict] | None = None,
+) -> dict[str, Any]:
+    """{report, segments_vs_current, ope}; logged to MLflow run `run_id` (metrics, tables, PNG plots)."""
+    s = get_settings()
+    seed = s.train_seed
+    policies: dict[str, Policy] = {"candidate": candidate, **baselines(train_users, seed)}
+    if champion is not None:
+        policies["champion"] = champion
+    report, rollouts = evaluate_all(
+        policies, eval_users, s.eval_users, seed, reference="rules", oracle_draws=s.oracle_draws
+    )
+    current = "champion" if champion is not None else "rules"
+    segments_vs_current = compare(rollouts["candidate"], rollouts[current], seed)["segments"]
+    log = ope.simulate_log(RulePolicy(), eval_users, s.eval_users, seed + 2, s.ope_logging_epsilon)
+    checks = {
+        who: ope.check_against_simulator(policies[who], log, seed) for who in ("candidate", "rules", "random")
+    }
+    if run_id is not None:
+        from training.report import log_report
+
+        log_report(run_id, report, checks, curve)
+    return {"report": report, "segments_vs_current": segments_vs_current, "ope": checks}
