@@ -22,7 +22,9 @@ _TRUNCATE = """
 truncate app.users, app.accounts, app.transactions, app.goals, app.debts, app.user_events,
          app.financial_decisions, app.user_sessions, app.coaching_interactions,
          features.user_features_latest, serving.recommendations,
-         ops.extract_runs, ops.validation_results, ops.run_log restart identity cascade
+         ops.extract_runs, ops.validation_results, ops.run_log,
+         app.coaching_opt_outs, serving.experiments, serving.experiment_arms, serving.experiment_exposures,
+         serving.experiment_results restart identity cascade
 """
 
 

@@ -27,7 +27,7 @@ from fincoach import tracking
 from fincoach.actions import N_ACTIONS, action_text
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES
 from fincoach.policy import META_FILE, write_policy_artifact
-from fincoach.policy_model import PolicyPyfunc, log_policy
+from fincoach.policy_model import log_policy
 from fincoach.rules import RULES_VERSION
 from fincoach.settings import get_settings, reload_settings
 from serving.app import create_app
@@ -62,10 +62,6 @@ def model_name(engine) -> Iterator[str]:
     _set_env(**saved)
 
 
-def _without_loaded_policy(self: PolicyPyfunc) -> dict:
-    return {k: v for k, v in self.__dict__.items() if k != "policy"}
-
-
 def _register_champion(name: str, folder: Path, bias: np.ndarray | None = None,
                        feature_spec_version: str | None = None) -> str:
     """Train nothing: script a linear Q-network, log it the way training does, register it as champion."""
@@ -80,24 +76,37 @@ def _register_champion(name: str, folder: Path, bias: np.ndarray | None = None,
         (folder / META_FILE).write_text(json.dumps({**meta, "feature_spec_version": feature_spec_version}))
     tracking.configure_mlflow()
     example = pd.DataFrame([FEATURES], columns=list(FEATURE_NAMES))
-    # PolicyPyfunc keeps the TorchScript policy it loads to infer the signature, then MLflow cannot pickle it
-    # (reported; see test_log_policy_with_an_input_example_works). Until fixed, pickle it without that.
-    with pytest.MonkeyPatch.context() as mp, mlflow.start_run():
-        mp.setattr(PolicyPyfunc, "__getstate__", _without_loaded_policy, raising=False)
+    with mlflow.start_run():
         info = log_policy(folder, input_example=example)
     version = mlflow.register_model(info.model_uri, name).version
     mlflow.MlflowClient().set_registered_model_alias(name, "champion", version)
     return f"{name}/{version}"
 
 
-@pytest.mark.xfail(strict=True, raises=mlflow.exceptions.MlflowException,
-                   reason="fincoach.policy_model.PolicyPyfunc cannot be pickled after MLflow called load_context")
 def test_log_policy_with_an_input_example_works(engine, tmp_path):
     net = torch.jit.script(torch.nn.Linear(N_FEATURES, N_ACTIONS))
     folder = write_policy_artifact(tmp_path, net, {"run_id": "test"})
     tracking.configure_mlflow()
     with mlflow.start_run():
-        log_policy(folder, input_example=pd.DataFrame([FEATURES], columns=list(FEATURE_NAMES)))
+        info = log_policy(folder, input_example=pd.DataFrame([FEATURES], columns=list(FEATURE_NAMES)))
+
+    assert info.signature is not None
+    assert mlflow.pyfunc.load_model(info.model_uri).predict(
+        pd.DataFrame([FEATURES], columns=list(FEATURE_NAMES))).shape == (1,)
+
+
+def test_loading_a_registered_policy_leaves_no_temporary_folder(model_name, tmp_path):
+    import tempfile
+
+    from fincoach.policy_model import load_registered_policy
+
+    _register_champion(model_name, tmp_path / "policy")
+    before = set(Path(tempfile.gettempdir()).glob("fincoach-policy-*"))
+
+    policy = load_registered_policy(f"models:/{model_name}@champion")
+
+    assert set(Path(tempfile.gettempdir()).glob("fincoach-policy-*")) == before
+    assert policy.action_scores(np.array([[FEATURES[n] for n in FEATURE_NAMES]])).shape == (1, N_ACTIONS)
 
 
 # --- which policy serves -------------------------------------------------------------------------------------
