@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     # A user served this many nudges (anything but NO_ACTION) within the window gets NO_ACTION only.
     nudge_cap: int = 5
     nudge_cap_window_hours: int = 168
-    # How often the scorer checks whether the `champion` alias moved (seconds).
+    # How often the scorer checks whether the `champion` alias moved and re-reads experiments (seconds).
     scorer_reload_seconds: float = 30.0
     # Circuit breaker: consecutive model errors that open it, and how long it stays open (seconds).
     scorer_breaker_failures: int = 5
@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int = 300
     # The scorer writes its served-recommendation log in the background, at most this long after serving.
     scorer_log_flush_seconds: float = 0.2
-    # How often the scorer re-reads the running experiments (seconds).
-    experiment_refresh_seconds: float = 30.0
+    # A/B analysis: prior standard deviation of the effect on acceptance (mSPRT mixture) and the test level.
+    experiment_effect_sd: float = 0.05
+    experiment_alpha: float = 0.05
 
     @property
     def home_dir(self) -> Path:

@@ -124,3 +124,16 @@ def active_experiment(engine: sa.Engine) -> Experiment | None:
         first = conn.execute(sa.text("select experiment_id from serving.experiments where status = 'running' "
                                      "order by started_at, experiment_id limit 1")).scalar()
         return load_experiment(conn, first) if first else None
+
+
+def parse_arm(text: str) -> Arm:
+    """An arm from the command line: `name=kind:ref:share[:control]` (e.g. `base=rules::0.5:control`)."""
+    name, _, spec = text.partition("=")
+    parts = spec.split(":")
+    if not name or len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "control"):
+        raise ExperimentError(f"arm {text!r}: write name=kind:ref:share[:control], e.g. new=alias:challenger:0.5")
+    try:
+        share = float(parts[2])
+    except ValueError as exc:
+        raise ExperimentError(f"arm {text!r}: share {parts[2]!r} is not a number") from exc
+    return Arm(name, parts[0], parts[1], share, len(parts) == 4)
