@@ -21,7 +21,7 @@ from serving import experiments
 from serving.cache import Cache
 from serving.decide import allowed_actions, rank
 from serving.explain import explain_one
-from serving.fallback import FallbackChain, Tier
+from serving.fallback import Answer, FallbackChain, Tier
 from serving.families import ACTION_FAMILIES
 from serving.guardrails import UserContext
 from serving.interaction_log import InteractionLog, Served
@@ -177,7 +177,7 @@ class Scorer:
             first = self.chain.rules
         elif arm is not None and arm.model_key:
             first = self.reloader.arm_tiers.get(arm.model_key)
-        answer = self.chain.answer(raw, allowed, first=first)
+        answer = self._answer(raw, allowed, first, user_id)
         settings = get_settings()
         ranked = rank(answer.scores, allowed, amounts, 1, settings.serving_epsilon, self._generator())
         action_id = int(ranked.actions[0, 0])
@@ -204,6 +204,21 @@ class Scorer:
             self.log.record(Served(response.request_id, user_id, action_id, action.type, response.propensity,
                                    response.model_version, datetime.now(UTC), response.experiment_id, response.arm))
         return response
+
+    def _answer(self, raw: np.ndarray, allowed: np.ndarray, first: Tier | None, user_id: int | None) -> Answer:
+        """The chain's answer; for a user, the scores of the tier expected to answer are cached by model version."""
+        if user_id is None:
+            return self.chain.answer(raw, allowed, first=first)
+        expected = first or self.front_tier()
+        key = self.cache.key("scores", expected.model_version, user_id)
+        cached = self.cache.get(key)
+        self.metrics.cache.labels("scores", "hit" if cached else "miss").inc()
+        if cached is not None:
+            return Answer(expected, np.array([cached], dtype=np.float64), None)
+        answer = self.chain.answer(raw, allowed, first=first)
+        if answer.tier is expected:
+            self.cache.set(key, answer.scores[0].tolist())
+        return answer
 
     def _generator(self) -> np.random.Generator:
         rng = getattr(self._rng, "rng", None)
