@@ -4,7 +4,9 @@
 Whenever new features or a new champion appear: score every user with the champion (the rule-based
 policy if no champion can be loaded, which the result says), write the top recommendations per user into
 `serving.recommendations` through a staging table swapped in one transaction, log them as served with
-their propensities, and write the same rows as Parquet to the lake.
+their propensities, and write the same rows as Parquet to the lake (pseudonymised). Guardrails veto
+harmful recommendations before anything is written. Then analyse every running A/B experiment of the
+online scorer up to the end of the interval (serving.experiment_results and a plot).
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ def fincoach_recommendations():
 
         return run_step("score_all_users", score_all_users, run_id(), interval_end())
 
-    score_all_users()
+    @task
+    def analyse_experiments() -> list:
+        from fincoach.orchestration import interval_end, run_step
+        from serving.experiment_analysis import analyse_running
+
+        return run_step("analyse_experiments", analyse_running, interval_end())
+
+    score_all_users() >> analyse_experiments()
 
 
 fincoach_recommendations()

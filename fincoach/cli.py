@@ -1,4 +1,4 @@
-"""`fincoach`: the command line of the platform (seed, run, serve, env, psql, migrate, ui, docs, features)."""
+"""`fincoach`: the command line of the platform (seed, run, serve, experiment, model, features, docs, ...)."""
 
 from __future__ import annotations
 
@@ -240,6 +240,33 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """Create, stop or analyse an A/B experiment of the online scorer."""
+    from datetime import UTC, datetime
+
+    from serving.experiment_analysis import analyse_experiment
+    from serving.experiments import ExperimentError, create_experiment, parse_arm, stop_experiment
+
+    engine = _engine()
+    try:
+        if args.action == "create":
+            create_experiment(engine, args.experiment_id, [parse_arm(a) for a in args.arm], args.description)
+            console.print(f"experiment {args.experiment_id} is running")
+        elif args.action == "stop":
+            stop_experiment(engine, args.experiment_id)
+            console.print(f"experiment {args.experiment_id} stopped")
+        else:
+            at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+            summary = analyse_experiment(args.experiment_id, at if at.tzinfo else at.replace(tzinfo=UTC), engine)
+            for arm in summary["arms"]:
+                console.print(arm)
+            console.print(f"plot: {summary['plot']}")
+    except ExperimentError as exc:
+        console.print(f"[red]experiment error:[/] {exc}")
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `fincoach`."""
     p = argparse.ArgumentParser(prog="fincoach", description=__doc__)
@@ -268,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-c", dest="command", help="run one SQL command and exit")
     sp.set_defaults(fn=cmd_psql)
     sub.add_parser("migrate", help=cmd_migrate.__doc__).set_defaults(fn=cmd_migrate)
+    sp = sub.add_parser("experiment", help=cmd_experiment.__doc__)
+    sp.add_argument("action", choices=["create", "stop", "analyse"])
+    sp.add_argument("experiment_id")
+    sp.add_argument("--arm", action="append", default=[], help="create: name=kind:ref:share[:control], repeated")
+    sp.add_argument("--description", default="", help="create: what the experiment tests")
+    sp.add_argument("--at", help="analyse: exposures before this ISO time (default now)")
+    sp.set_defaults(fn=cmd_experiment)
     sp = sub.add_parser("ui", help=cmd_ui.__doc__)
     sp.add_argument("which", choices=["airflow", "mlflow"])
     sp.add_argument("--port", type=int, default=5000, help="MLflow UI port (default 5000)")

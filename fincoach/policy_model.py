@@ -23,6 +23,10 @@ class PolicyPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         self.policy = ExportedPolicy.load(context.artifacts[ARTIFACT_KEY])
 
+    def __getstate__(self) -> dict:
+        """Pickle without the loaded policy (MLflow loads it to infer the signature; TorchScript cannot pickle)."""
+        return {k: v for k, v in self.__dict__.items() if k != "policy"}
+
     def predict(self, context: Any, model_input: Any, params: dict | None = None) -> np.ndarray:
         from fincoach.feature_spec import raw_matrix
 
@@ -41,9 +45,9 @@ def log_policy(folder: str | Path, input_example: Any, name: str = "policy") -> 
 
 def load_registered_policy(model_uri: str) -> ExportedPolicy:
     """Download a registered model (e.g. models:/fincoach-coach@champion) and load its policy, without Ray."""
-    dst = tempfile.mkdtemp(prefix="fincoach-policy-")
-    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst)
-    policy = ExportedPolicy.load(local)
+    with tempfile.TemporaryDirectory(prefix="fincoach-policy-") as dst:  # the policy is in memory once loaded
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst)
+        policy = ExportedPolicy.load(local)
     policy.version = _registered_version(model_uri)
     return policy
 

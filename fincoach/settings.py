@@ -92,6 +92,29 @@ class Settings(BaseSettings):
     # Where the tracking middleware sends events by default.
     ingest_url: str = "http://127.0.0.1:8100"
 
+    # --- Serving (issue 7): guardrails, the online scorer's reload, breaker, cache and log, experiments ---
+    # Investment suggestions are vetoed with debt at or above this APR, or with less emergency fund than this.
+    guardrail_high_interest_apr: float = 0.15
+    guardrail_min_emergency_fund_months: float = 1.0
+    # A user served this many nudges (anything but NO_ACTION) within the window gets NO_ACTION only.
+    nudge_cap: int = 5
+    nudge_cap_window_hours: int = 168
+    # How often the scorer checks whether the `champion` alias moved and re-reads experiments (seconds).
+    scorer_reload_seconds: float = 30.0
+    # Circuit breaker: consecutive model errors that open it, and how long it stays open (seconds).
+    scorer_breaker_failures: int = 5
+    scorer_breaker_reset_seconds: float = 30.0
+    # Redis for the scorer's feature and prediction cache (e.g. redis://127.0.0.1:6379/0); unset: no cache.
+    redis_url: str | None = None
+    # Prefix of the scorer's cache keys (several deployments can share a Redis) and their time to live.
+    cache_prefix: str = "fincoach"
+    cache_ttl_seconds: int = 300
+    # The scorer writes its served-recommendation log in the background, at most this long after serving.
+    scorer_log_flush_seconds: float = 0.2
+    # A/B analysis: prior standard deviation of the effect on acceptance (mSPRT mixture) and the test level.
+    experiment_effect_sd: float = 0.05
+    experiment_alpha: float = 0.05
+
     @property
     def home_dir(self) -> Path:
         """Absolute state folder, created on first use."""

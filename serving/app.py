@@ -1,199 +1,140 @@
 """The online scorer: precomputed recommendations for the backend, and scoring on demand for a few calls.
 
-The policy is loaded once at startup (the champion, or the rule-based fallback with the reason) and every
-answer says which one answered. Online choices made for a user are logged in app.coaching_interactions.
+Every answer says which tier of the fallback chain gave it (champion → previous champion → rules) and why
+earlier tiers did not. A user's choice is logged in app.coaching_interactions with its propensity, model
+version and experiment arm. Everything but /healthz and /readyz needs an API key when keys are configured.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import Literal
 
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+from fastapi import Depends, FastAPI, HTTPException, Path, Request, Response
 
-from fincoach.actions import ACTIONS, action_text
+from fincoach.api_keys import auth_enabled, require_api_key
 from fincoach.db import get_engine
-from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, raw_matrix, vector_from_mapping
+from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION
 from fincoach.settings import get_settings
-from serving.model_loader import LoadedPolicy, load_policy
+from serving.metrics import MetricsMiddleware, ScorerMetrics
+from serving.online import ConflictError, DependencyDownError, NotFoundError, Scorer, SpecMismatchError
+from serving.schemas import (
+    Feedback,
+    FeedbackStored,
+    Health,
+    Ready,
+    Recommendations,
+    ScoreRequest,
+    ScoreResponse,
+)
 
 log = logging.getLogger(__name__)
 
-_RECOMMENDATIONS = sa.text(
-    "select rank, action_id, action_type, action_text, parameters, score, propensity, model_version, run_id, "
-    "generated_at, expires_at from serving.recommendations "
-    "where user_id = :user_id and expires_at > now() order by rank"
-)
-_USER_FEATURES = sa.text(
-    "select f.feature_spec_version, "
-    + ", ".join(f"f.{name}" for name in FEATURE_NAMES)
-    + " from features.user_features_latest f join app.users u on u.user_id = f.user_id"
-    " where f.user_id = :user_id"
-)
-_LOG_SERVED = sa.text(
-    "insert into app.coaching_interactions "
-    "(request_id, user_id, action_id, action_type, propensity, model_version, source, served_at) "
-    "values (:request_id, :user_id, :action_id, :action_type, :propensity, :model_version, 'online', now())"
-)
-
-
-class Health(BaseModel):
-    status: Literal["ok"] = "ok"
-    model_version: str
-    source: Literal["champion", "rules"]
-    fallback_reason: str | None = None
-
-
-class Parameters(BaseModel):
-    amount: float
-    category: str
-    urgency: str
-
-
-class Recommendation(BaseModel):
-    rank: int
-    action_id: int
-    action_type: str
-    action_text: str
-    parameters: Parameters
-    score: float
-    propensity: float
-    model_version: str
-    run_id: str
-    generated_at: datetime
-    expires_at: datetime
-
-
-class Recommendations(BaseModel):
-    user_id: int
-    recommendations: list[Recommendation]
-
-
-class ScoreRequest(BaseModel):
-    """Either a user whose stored features are scored, or the features themselves (all of the spec)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: int | None = Field(None, description="score the features stored for this user, and log the choice")
-    features: dict[str, FiniteFloat] | None = Field(None, description="raw feature values by spec name")
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ScoreRequest:
-        if (self.user_id is None) == (self.features is None):
-            raise ValueError("give exactly one of user_id or features")
-        return self
-
-
-class ScoreResponse(BaseModel):
-    action_id: int
-    action_type: str
-    action_text: str
-    score: float
-    propensity: float
-    model_version: str
-    source: Literal["champion", "rules"]
-    fallback_reason: str | None
-    request_id: str | None = Field(None, description="id of the logged interaction (user_id requests only)")
+_ERRORS = {NotFoundError: 404, ConflictError: 409, SpecMismatchError: 409, DependencyDownError: 503}
+_SECURED = [Depends(require_api_key)]
+_AUTH = {401: {"description": "missing or invalid API key"}}
+UserId = Path(ge=1, le=2**63 - 1, description="app.users.user_id")
 
 
 def create_app() -> FastAPI:
-    """The scorer application; the policy is loaded when it starts."""
+    """The scorer application; policies are loaded when it starts and followed in the background."""
+    metrics = ScorerMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.loaded = load_policy()
-        app.state.engine = get_engine()
+        if not auth_enabled():
+            log.warning("FINCOACH_API_KEYS is not set: the scorer accepts requests without an API key")
+        scorer = Scorer(get_engine(), metrics=metrics)
+        scorer.start()
+        app.state.scorer = scorer
         yield
+        scorer.stop()
 
-    app = FastAPI(title="FinCoach scorer", lifespan=lifespan)
+    app = FastAPI(title="FinCoach scorer", version=FEATURE_SPEC_VERSION, lifespan=lifespan)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    def scorer_of(request: Request) -> Scorer:
+        return request.app.state.scorer
+
+    def call(fn, *args):  # noqa: ANN001, ANN202 - maps the scorer's named errors to HTTP statuses
+        try:
+            return fn(*args)
+        except tuple(_ERRORS) as exc:
+            raise HTTPException(_ERRORS[type(exc)], str(exc)) from exc
 
     @app.get("/healthz")
     def healthz(request: Request) -> Health:
-        """Liveness, and which policy is answering."""
-        loaded: LoadedPolicy = request.app.state.loaded
-        return Health(model_version=loaded.model_version, source=loaded.source,
-                      fallback_reason=loaded.fallback_reason)
+        """Liveness, and which tier answers now."""
+        scorer = scorer_of(request)
+        tier = scorer.front_tier()
+        return Health(model_version=tier.model_version, source=tier.name,
+                      fallback_reason=None if tier is scorer.chain.champion else scorer.chain.champion_reason,
+                      auth="on" if auth_enabled() else "off")
 
-    @app.get("/recommendations/{user_id}", responses={404: {"description": "no unexpired recommendations"}})
-    def recommendations(user_id: int, request: Request) -> Recommendations:
+    @app.get("/readyz", responses={503: {"description": "not started yet"}})
+    def readyz(request: Request, response: Response) -> Ready:
+        """Readiness and the state of each dependency (the scorer answers even when they are down)."""
+        scorer: Scorer | None = getattr(request.app.state, "scorer", None)
+        if scorer is None:
+            response.status_code = 503
+            return Ready(ready=False, database=False, redis=None, registry=None, champion=None,
+                         previous_champion=None, log_pending=0)
+        try:
+            with scorer.engine.connect() as conn:
+                database = conn.execute(sa.text("select 1")).scalar() == 1
+        except sa.exc.OperationalError:
+            database = False
+        chain = scorer.chain
+        return Ready(ready=True, database=database, redis=scorer.cache.ping(), registry=scorer.reloader.registry_ok,
+                     champion=chain.champion.model_version if chain.champion else None,
+                     previous_champion=chain.previous.model_version if chain.previous else None,
+                     log_pending=scorer.log.pending)
+
+    @app.get("/metrics", dependencies=_SECURED, responses=_AUTH, response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus exposition: latency histograms, requests by outcome, fallbacks, models in service."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.get("/recommendations/{user_id}", dependencies=_SECURED,
+             responses={**_AUTH, 404: {"description": "no unexpired recommendations"},
+                        503: {"description": "Postgres unreachable and nothing cached"}})
+    def recommendations(request: Request, user_id: int = UserId) -> Recommendations:
         """The user's current precomputed recommendations, best first."""
-        with request.app.state.engine.connect() as conn:
-            rows = conn.execute(_RECOMMENDATIONS, {"user_id": user_id}).mappings().all()
-        if not rows:
-            raise HTTPException(404, f"no unexpired recommendations for user {user_id}; "
-                                     "the next batch scoring run will write them if the user has features")
-        return Recommendations(user_id=user_id, recommendations=[Recommendation(**r) for r in rows])
+        return call(scorer_of(request).recommendations, user_id)
 
-    @app.post("/score", responses={404: {"description": "user has no features"},
-                                   409: {"description": "stored features are of another spec"},
-                                   422: {"description": "features do not match the spec"}})
+    @app.post("/score", dependencies=_SECURED,
+              responses={**_AUTH, 404: {"description": "user has no features"},
+                         409: {"description": "stored features are of another spec"},
+                         422: {"description": "features do not match the spec"},
+                         503: {"description": "Postgres unreachable and the user's features not cached"}})
     def score(body: ScoreRequest, request: Request) -> ScoreResponse:
-        """One epsilon-greedy choice of the serving policy for a user or a feature vector."""
-        loaded: LoadedPolicy = request.app.state.loaded
-        engine: sa.Engine = request.app.state.engine
-        raw = _user_features(engine, body.user_id) if body.user_id is not None else _features(body.features)
-        decision = loaded.policy.act(raw, epsilon=get_settings().serving_epsilon, rng=np.random.default_rng())
-        action_id = int(decision.actions[0])
-        score_value = float(decision.scores[0, action_id])
-        if not np.isfinite(score_value):
-            # A broken model, not a bad request: fail loudly rather than serve an unranked action.
-            raise RuntimeError(f"policy {loaded.model_version} returned a non-finite score {score_value}")
-        response = ScoreResponse(
-            action_id=action_id,
-            action_type=ACTIONS[action_id].type,
-            action_text=action_text(action_id),
-            score=score_value,
-            propensity=float(decision.propensities[0]),
-            model_version=loaded.model_version,
-            source=loaded.source,
-            fallback_reason=loaded.fallback_reason,
-        )
+        """One epsilon-greedy choice among the actions the guardrails allow, for a user or a feature vector."""
+        scorer = scorer_of(request)
         if body.user_id is not None:
-            response.request_id = str(uuid.uuid4())
-            with engine.begin() as conn:
-                conn.execute(_LOG_SERVED, {
-                    "request_id": response.request_id, "user_id": body.user_id, "action_id": action_id,
-                    "action_type": response.action_type, "propensity": response.propensity,
-                    "model_version": response.model_version,
-                })
-        return response
+            return call(scorer.score_user, body.user_id)
+        unknown = sorted(set(body.features) - set(FEATURE_NAMES))
+        missing = [name for name in FEATURE_NAMES if name not in body.features]
+        if unknown or missing:
+            raise HTTPException(422, {"message": f"features do not match the feature spec {FEATURE_SPEC_VERSION}",
+                                      "unknown": unknown, "missing": missing})
+        return scorer.score_features(body.features)
+
+    @app.post("/feedback", dependencies=_SECURED,
+              responses={**_AUTH, 404: {"description": "no such served recommendation"},
+                         409: {"description": "another response is stored already"},
+                         503: {"description": "Postgres unreachable"}})
+    def feedback(body: Feedback, request: Request) -> FeedbackStored:
+        """Store the user's response to a served recommendation in app.coaching_interactions."""
+        return call(scorer_of(request).feedback, body.request_id, body.response)
 
     return app
-
-
-def _user_features(engine: sa.Engine, user_id: int) -> np.ndarray:
-    """Stored raw features of a user (1, N_FEATURES), or the HTTP error that says why there are none."""
-    with engine.connect() as conn:
-        row = conn.execute(_USER_FEATURES, {"user_id": user_id}).mappings().first()
-    if row is None:
-        raise HTTPException(404, f"user {user_id} has no features in features.user_features_latest")
-    if row["feature_spec_version"] != FEATURE_SPEC_VERSION:
-        raise HTTPException(409, f"features of user {user_id} were computed with spec "
-                                 f"{row['feature_spec_version']}; this scorer serves {FEATURE_SPEC_VERSION}")
-    return raw_matrix(pd.DataFrame([dict(row)]))  # as in batch scoring: non-finite values get the spec default
-
-
-def _features(features: dict[str, float] | None) -> np.ndarray:
-    """Raw feature matrix (1, N_FEATURES) from a request, or 422 naming what is unknown and what is missing."""
-    features = features or {}
-    unknown = sorted(set(features) - set(FEATURE_NAMES))
-    missing = [name for name in FEATURE_NAMES if name not in features]
-    if unknown or missing:
-        raise HTTPException(422, {"message": "features do not match the feature spec "
-                                             f"{FEATURE_SPEC_VERSION}", "unknown": unknown, "missing": missing})
-    return vector_from_mapping(features)[None, :]
 
 
 def run() -> None:
     """Serve the scorer on FINCOACH_SCORER_HOST:FINCOACH_SCORER_PORT until interrupted."""
     s = get_settings()
-    uvicorn.run(create_app(), host=s.scorer_host, port=s.scorer_port)
+    uvicorn.run(create_app(), host=s.scorer_host, port=s.scorer_port, log_level="warning")

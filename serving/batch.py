@@ -1,10 +1,12 @@
 """Batch scoring: every user with features gets their top recommendations, swapped in whole, logged as served.
 
-Per user the policy makes one epsilon-greedy choice (rank 1, the recommendation that is served and logged in
-app.coaching_interactions) and the next-best allowed actions follow by score (ranks 2..k). Each row carries
-the probability that the same epsilon-greedy policy would have chosen that action, so off-policy evaluation
-can use any rank. Exploration draws come from a generator seeded by the run id: a rerun of a run writes
-the same rows.
+Per user the policy makes one epsilon-greedy choice among the actions the catalog mask and the guardrails
+allow (rank 1, the recommendation that is served and logged in app.coaching_interactions) and the next-best
+allowed actions follow by score (ranks 2..k), each with its planned amount, family and an explanation from
+the user's features. Each row carries the probability that the same epsilon-greedy policy would have chosen
+that action, so off-policy evaluation can use any rank. Exploration draws come from a generator seeded by
+the run id, and the nudge cap counts only nudges served before `generated_at` by other runs: a rerun of a
+run writes the same rows. The lake copy holds pseudonyms instead of user ids.
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
 from fincoach import lake
-from fincoach.actions import ACTIONS, action_mask, action_text
+from fincoach.actions import ACTIONS, action_text
 from fincoach.db import get_engine
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, raw_matrix
+from fincoach.pseudonym import pseudonymise_many
 from fincoach.settings import get_settings
+from serving.decide import allowed_actions, rank
+from serving.explain import explanations
+from serving.families import ACTION_FAMILIES, CATALOG_AMOUNTS
+from serving.guardrails import UserContext
 from serving.model_loader import LoadedPolicy, load_policy
 
 log = logging.getLogger(__name__)
@@ -53,24 +60,35 @@ SCHEMA = pa.schema(
         ("run_id", pa.string()),
         ("generated_at", pa.timestamp("us", tz="UTC")),
         ("expires_at", pa.timestamp("us", tz="UTC")),
+        ("family", pa.string()),
+        ("explanation", pa.string()),
     ]
 )
 COLUMNS = ", ".join(SCHEMA.names)
+# The lake copy: the same rows with a pseudonym in place of the user id.
+LAKE_SCHEMA = pa.schema([pa.field("user_pseudonym", pa.string()), *list(SCHEMA)[1:]])
 
 _TYPES = np.array([a.type for a in ACTIONS], dtype=object)
 _TEXTS = np.array([action_text(a.id) for a in ACTIONS], dtype=object)
-_AMOUNTS = np.array([float(a.amount) for a in ACTIONS])
 _CATEGORIES = np.array([a.category for a in ACTIONS], dtype=object)
 _URGENCIES = np.array([a.urgency for a in ACTIONS], dtype=object)
 _PARAMETERS_JSON = np.array(
     [json.dumps({"amount": float(a.amount), "category": a.category, "urgency": a.urgency}) for a in ACTIONS],
     dtype=object,
 )
+_CONTEXT_COLUMNS = ["user_id", "feature_spec_version", "known_user", "opted_out", "recent_nudges"]
 
+# Features, and what the guardrails need: opt-out, and nudges served in the cap window before this run
+# by other runs (so that a rerun counts the same).
 _READ = sa.text(
     "select f.user_id, f.feature_spec_version, u.user_id is not null as known_user, "
+    "o.user_id is not null as opted_out, coalesce(n.nudges, 0) as recent_nudges, "
     + ", ".join(f"f.{name}" for name in FEATURE_NAMES)
     + " from features.user_features_latest f left join app.users u on u.user_id = f.user_id"
+    " left join app.coaching_opt_outs o on o.user_id = f.user_id"
+    " left join (select user_id, count(*) as nudges from app.coaching_interactions"
+    "  where served_at >= :since and served_at < :until and action_type <> 'NO_ACTION'"
+    "  and left(request_id, length(:own)) <> :own group by user_id) n on n.user_id = f.user_id"
     " order by f.user_id"
 )
 
@@ -126,11 +144,11 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
         writer.execute(
             sa.text(f"create temp table {STAGING} (like serving.recommendations including all) on commit drop")
         )
-        stream = reader.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(_READ)
+        window = {"since": generated_at - timedelta(hours=s.nudge_cap_window_hours), "until": generated_at,
+                  "own": f"batch:{run_id}:"}
+        stream = reader.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(_READ, window)
         for part in stream.partitions(CHUNK_ROWS):
-            frame = pd.DataFrame.from_records(
-                part, columns=["user_id", "feature_spec_version", "known_user", *FEATURE_NAMES]
-            )
+            frame = pd.DataFrame.from_records(part, columns=[*_CONTEXT_COLUMNS, *FEATURE_NAMES])
             read_users += len(frame)
             chunk = _score_chunk(frame, loaded, k, epsilon, rng, run_id, generated_at, expires_at)
             unscored.update(chunk.unscored)
@@ -153,7 +171,7 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
         writer.commit()
 
     rows = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    path = lake.replace_partition(rows, f"recommendations/dt={generated_at:%Y-%m-%d}", f"{run_id}.parquet")
+    path = lake.replace_partition(_for_lake(rows), f"recommendations/dt={generated_at:%Y-%m-%d}", f"{run_id}.parquet")
     if unscored:
         log.warning("batch %s: %d users could not be scored: %s", run_id, sum(unscored.values()), dict(unscored))
     return {
@@ -212,58 +230,49 @@ def _score_chunk(
     values = frame[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
     imputed = int((~np.isfinite(values)).any(axis=1).sum())  # raw_matrix puts the spec defaults there
     raw = raw_matrix(frame)
-    user_ids = frame["user_id"].to_numpy(dtype=np.int64)
-    decision = loaded.policy.act(raw, epsilon=epsilon, rng=rng)
-    mask = action_mask(raw)
-    scores = decision.scores
+    context = UserContext(frame["opted_out"].to_numpy(dtype=bool), frame["recent_nudges"].to_numpy(dtype=np.int64))
+    allowed, amounts = allowed_actions(raw, context)
+    scores = np.asarray(loaded.policy.action_scores(raw), dtype=np.float64)
 
     # A policy that returns NaN or inf for an allowed action cannot rank it: that user is left out, and said.
-    bad = (mask & ~np.isfinite(scores)).any(axis=1)
+    bad = (allowed & ~np.isfinite(scores)).any(axis=1)
     unscored["non_finite_scores"] += int(bad.sum())
     good = ~bad
-    user_ids, mask, scores = user_ids[good], mask[good], scores[good]
-    chosen, chosen_p = decision.actions[good], decision.propensities[good]
-    n = len(user_ids)
-    if n == 0:
+    if not good.any():
         return _Chunk(SCHEMA.empty_table(), unscored=+unscored, imputed_users=imputed)
+    raw, allowed, amounts, scores = raw[good], allowed[good], np.asarray(amounts)[good], scores[good]
+    user_ids = frame["user_id"].to_numpy(dtype=np.int64)[good]
+    ranked = rank(scores, allowed, amounts, k, epsilon, rng)
+    n = len(user_ids)
 
-    # Rank 1 is the choice made; then allowed actions by score (stable sort: ties go to the lower id).
-    rows = np.arange(n)
-    key = np.where(mask, scores, -np.inf)
-    key[rows, chosen] = np.inf
-    order = np.argsort(-key, axis=1, kind="stable")[:, :k]
-    allowed = np.take_along_axis(mask, order, axis=1)  # False only when a user has fewer than k allowed
-
-    n_valid = mask.sum(axis=1, keepdims=True)
-    greedy = np.where(mask, scores, -np.inf).argmax(axis=1)[:, None]
-    propensity = np.where(order == greedy, 1.0 - epsilon + epsilon / n_valid, epsilon / n_valid)
-    propensity[:, 0] = chosen_p
-
-    ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), order.shape)
-    uid = np.broadcast_to(user_ids[:, None], order.shape)
-    action_ids = order[allowed]
+    valid = ranked.valid  # False only where a user has fewer than k allowed actions
+    action_ids = ranked.actions[valid]
     m = len(action_ids)
+    ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), valid.shape)[valid]
+    row_of = np.broadcast_to(np.arange(n)[:, None], valid.shape)[valid]
     table = pa.table(
         {
-            "user_id": pa.array(uid[allowed], pa.int64()),
-            "rank": pa.array(ranks[allowed], pa.int32()),
+            "user_id": pa.array(user_ids[row_of], pa.int64()),
+            "rank": pa.array(ranks, pa.int32()),
             "action_id": pa.array(action_ids, pa.int32()),
             "action_type": pa.array(_TYPES[action_ids], pa.string()),
-            "action_text": pa.array(_TEXTS[action_ids], pa.string()),
+            "action_text": _texts(action_ids, ranked.amounts[valid]),
             "parameters": pa.StructArray.from_arrays(
                 [
-                    pa.array(_AMOUNTS[action_ids], pa.float64()),
+                    pa.array(ranked.amounts[valid], pa.float64()),
                     pa.array(_CATEGORIES[action_ids], pa.string()),
                     pa.array(_URGENCIES[action_ids], pa.string()),
                 ],
                 fields=list(SCHEMA.field("parameters").type),
             ),
-            "score": pa.array(np.take_along_axis(scores, order, axis=1)[allowed], pa.float64()),
-            "propensity": pa.array(propensity[allowed], pa.float64()),
+            "score": pa.array(ranked.scores[valid], pa.float64()),
+            "propensity": pa.array(ranked.propensities[valid], pa.float64()),
             "model_version": pa.repeat(pa.scalar(loaded.model_version, pa.string()), m),
             "run_id": pa.repeat(pa.scalar(run_id, pa.string()), m),
             "generated_at": pa.repeat(pa.scalar(generated_at, SCHEMA.field("generated_at").type), m),
             "expires_at": pa.repeat(pa.scalar(expires_at, SCHEMA.field("expires_at").type), m),
+            "family": pa.array(ACTION_FAMILIES[action_ids], pa.string()),
+            "explanation": explanations(raw[row_of], action_ids),
         },
         schema=SCHEMA,
     )
@@ -272,11 +281,41 @@ def _score_chunk(
 
 def _copy(conn: sa.Connection, table: pa.Table) -> None:
     """COPY a chunk into the staging table (CSV written by Arrow; parameters as JSON text for jsonb)."""
-    action_ids = table.column("action_id").to_numpy()
-    params = pa.array(_PARAMETERS_JSON[action_ids], pa.string())
+    params = _parameters_json(table)
     csv_table = table.set_column(SCHEMA.get_field_index("parameters"), "parameters", params)
     buf = io.BytesIO()
     pa_csv.write_csv(csv_table, buf, pa_csv.WriteOptions(include_header=False))
     raw = conn.connection.driver_connection
     with raw.cursor() as cur, cur.copy(f"copy {STAGING} ({COLUMNS}) from stdin with (format csv)") as copy:
         copy.write(buf.getbuffer())
+
+
+def _catalog_amounts(action_ids: np.ndarray, amounts: np.ndarray) -> bool:
+    """True when every amount is the catalog's (no planner changed one)."""
+    return bool(np.array_equal(amounts, CATALOG_AMOUNTS[action_ids]))
+
+
+def _texts(action_ids: np.ndarray, amounts: np.ndarray) -> pa.Array:
+    """Action texts, naming the planned amounts."""
+    if _catalog_amounts(action_ids, amounts):
+        return pa.array(_TEXTS[action_ids], pa.string())
+    return pa.array([ACTIONS[a].template.format(amount=f"{x:.0f}") for a, x in zip(action_ids, amounts, strict=True)],
+                    pa.string())
+
+
+def _parameters_json(table: pa.Table) -> pa.Array:
+    """The parameters column as JSON text (for the jsonb column)."""
+    action_ids = table.column("action_id").to_numpy()
+    params = table.column("parameters").combine_chunks()
+    amounts = params.field("amount").to_numpy()
+    if _catalog_amounts(action_ids, amounts):
+        return pa.array(_PARAMETERS_JSON[action_ids], pa.string())
+    return pa.array([json.dumps(p) for p in params.to_pylist()], pa.string())
+
+
+def _for_lake(rows: pa.Table) -> pa.Table:
+    """The rows with pseudonyms in place of user ids (the lake never holds real ids)."""
+    user_ids = rows.column("user_id").to_numpy()
+    unique, inverse = np.unique(user_ids, return_inverse=True)
+    pseudonyms = np.array(pseudonymise_many(unique.tolist()), dtype=object)[inverse]
+    return pa.Table.from_arrays([pa.array(pseudonyms, pa.string()), *rows.columns[1:]], schema=LAKE_SCHEMA)

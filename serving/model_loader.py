@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 # MlflowException; database store: OperationalError), artifacts missing (OSError), a model trained on
 # another feature spec or catalog (IncompatibleModelError), a TorchScript file torch cannot load
 # (RuntimeError). Anything else is a bug and propagates.
-_LOAD_ERRORS = (MlflowException, sa.exc.OperationalError, OSError, IncompatibleModelError, RuntimeError)
+LOAD_ERRORS = (MlflowException, sa.exc.OperationalError, OSError, IncompatibleModelError, RuntimeError)
 
 
 @dataclass(frozen=True)
@@ -40,15 +40,15 @@ def load_policy() -> LoadedPolicy:
     try:
         configure_mlflow()
         policy = load_registered_policy(uri)
-    except _LOAD_ERRORS as exc:
-        reason = f"{uri} could not be loaded ({type(exc).__name__}: {_first_line(exc)})"
+    except LOAD_ERRORS as exc:
+        reason = f"{uri} could not be loaded ({type(exc).__name__}: {first_line(exc)})"
         log.warning("serving the rule-based fallback %s: %s", RULES_VERSION, reason)
         return LoadedPolicy(RulePolicy(), "rules", RULES_VERSION, reason)
     log.info("serving champion %s", policy.version)
     return LoadedPolicy(policy, "champion", policy.version)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The headline of an error (driver errors append pages of hints)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else repr(exc)

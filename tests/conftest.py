@@ -24,7 +24,9 @@ truncate app.users, app.accounts, app.transactions, app.goals, app.debts, app.us
          features.user_features_latest, serving.recommendations,
          ops.extract_runs, ops.validation_results, ops.run_log,
          app.market_conditions, features.predictiveness, features.snapshot_runs,
-         ops.ingest_counts, ops.quarantine_counts, ops.user_pseudonyms, ops.erasure_requests restart identity cascade
+         ops.ingest_counts, ops.quarantine_counts, ops.user_pseudonyms, ops.erasure_requests,
+         app.coaching_opt_outs, serving.experiments, serving.experiment_arms, serving.experiment_exposures,
+         serving.experiment_results restart identity cascade
 """
 
 

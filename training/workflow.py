@@ -25,8 +25,6 @@ import logging
 import math
 import tempfile
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -101,30 +99,6 @@ def _input_example(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[list(FEATURE_NAMES)].head(5).astype("float64").reset_index(drop=True)
 
 
-@contextmanager
-def _policy_pickles_without_loaded_model() -> Iterator[None]:
-    """While logging: drop the loaded policy from PolicyPyfunc's pickled state.
-
-    MLflow infers the signature by calling `load_context` on the very instance it then pickles, and a
-    TorchScript module cannot be pickled. Remove this once fincoach.policy_model.PolicyPyfunc defines
-    `__getstate__` itself (the pickled class and the stored format are unchanged either way).
-    """
-    from fincoach.policy_model import PolicyPyfunc
-
-    if "__getstate__" in vars(PolicyPyfunc):
-        yield
-        return
-
-    def getstate(self: Any) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "policy"}
-
-    PolicyPyfunc.__getstate__ = getstate
-    try:
-        yield
-    finally:
-        del PolicyPyfunc.__getstate__
-
-
 def log_candidate(
     folder: str | Path,
     run_id: str,
@@ -164,8 +138,7 @@ def log_candidate(
         mlflow.log_metrics({f"train/{k}": float(v) for k, v in metrics.items()})
         mlflow.log_dict(spec_document(), "contract/feature_spec.json")
         mlflow.log_dict(catalog_document(), "contract/action_catalog.json")
-        with _policy_pickles_without_loaded_model():
-            info = log_policy(folder, input_example=input_example)
+        info = log_policy(folder, input_example=input_example)
     return {
         "run_id": run_id,
         "mlflow_run_id": run.info.run_id,

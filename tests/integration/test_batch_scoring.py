@@ -13,13 +13,16 @@ import sqlalchemy as sa
 import torch
 
 from fincoach import lake
-from fincoach.actions import N_ACTIONS, action_mask, action_text
+from fincoach.actions import N_ACTIONS, action_text
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES, feature_index
 from fincoach.policy import ExportedPolicy, Policy, write_policy_artifact
-from fincoach.rules import RULES_VERSION
+from fincoach.pseudonym import pseudonymise
+from fincoach.rules import RULES_VERSION, RulePolicy
 from fincoach.settings import get_settings, reload_settings
 from serving import batch
 from serving.batch import BatchScoringError, score_all_users
+from serving.decide import allowed_actions
+from serving.guardrails import UserContext
 from serving.model_loader import LoadedPolicy
 
 GENERATED_AT = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
@@ -122,7 +125,7 @@ def test_every_user_gets_k_ranked_allowed_recommendations(clean_db, masked_lover
     assert result["users"] == N_USERS and result["rows"] == N_USERS * k == len(table)
     assert result["unscored_users"] == 0 and result["source"] == "champion"
     raw = np.array([[r[n] for n in FEATURE_NAMES] for r in rows])
-    mask = action_mask(raw)
+    mask, _ = allowed_actions(raw, UserContext.none(len(raw)))
     q = masked_lover.policy.action_scores(raw)
     by_user: dict[int, list[dict]] = {}
     for rec in table:
@@ -151,6 +154,7 @@ def test_every_user_gets_k_ranked_allowed_recommendations(clean_db, masked_lover
     assert not any(r["action_id"] == 9 for r in table if costly[r["user_id"] - 1])
     assert any(r["action_id"] == 5 for r in table) and any(r["action_id"] == 9 for r in table)
     assert table[0]["parameters"].keys() == {"amount", "category", "urgency"}
+    assert all(r["explanation"] and r["family"] for r in table)
 
 
 def test_rank_one_is_logged_as_served_and_a_rerun_changes_nothing(clean_db, masked_lover):
@@ -183,9 +187,10 @@ def test_the_lake_holds_the_same_rows_as_the_table(clean_db, masked_lover):
     partition = f"recommendations/dt={GENERATED_AT:%Y-%m-%d}"
     assert lake.list_files(partition) == ["run-3.parquet"]
     assert result["path"] == lake.uri(f"{partition}/run-3.parquet")
-    parquet = lake.read_table(f"{partition}/run-3.parquet").sort_by([("user_id", "ascending"), ("rank", "ascending")])
-    assert parquet.schema.names == batch.SCHEMA.names
-    assert parquet.to_pylist() == _table(clean_db)
+    parquet = lake.read_table(f"{partition}/run-3.parquet")
+    assert parquet.schema == batch.LAKE_SCHEMA
+    expected = [{"user_pseudonym": pseudonymise(r.pop("user_id")), **r} for r in _table(clean_db)]
+    assert parquet.to_pylist() == expected
 
 
 def test_without_a_champion_the_rules_answer_and_the_result_says_why(clean_db, no_champion):
@@ -275,3 +280,121 @@ def test_when_no_user_can_be_scored_the_previous_set_stays(clean_db, masked_love
 def test_a_run_id_that_cannot_name_a_lake_file_is_refused(engine):
     with pytest.raises(ValueError, match="run_id"):
         score_all_users("../escape", GENERATED_AT)
+
+
+# --- guardrails, planners, explanations, the lake on S3 -------------------------------------------------------
+
+
+def _serve_nudges(engine: sa.Engine, user_id: int, count: int, served_at: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "insert into app.coaching_interactions (request_id, user_id, action_id, action_type, propensity, "
+            "model_version, source, served_at) values (:r, :u, 1, 'SAVE_MORE', 0.5, 'x/1', 'online', :t)"),
+            [{"r": f"old-{user_id}-{i}", "u": user_id, "t": served_at} for i in range(count)])
+
+
+def test_opted_out_and_capped_users_get_no_action_only_and_a_rerun_counts_the_same(clean_db, masked_lover):
+    _insert(clean_db, _population(12))
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("insert into app.coaching_opt_outs (user_id, reason) values (1, 'asked')"))
+    cap = get_settings().nudge_cap
+    _serve_nudges(clean_db, 2, cap, GENERATED_AT - timedelta(hours=1))  # at the cap
+    _serve_nudges(clean_db, 3, cap - 1, GENERATED_AT - timedelta(hours=2))  # one below
+    _serve_nudges(clean_db, 4, cap, GENERATED_AT - timedelta(days=30))  # outside the window
+
+    score_all_users("run-g", GENERATED_AT, loaded=masked_lover)
+    first = _table(clean_db)
+    score_all_users("run-g", GENERATED_AT, loaded=masked_lover)
+
+    by_user = {u: [r for r in first if r["user_id"] == u] for u in range(1, 13)}
+    for silenced in (1, 2):
+        assert [(r["action_type"], r["propensity"]) for r in by_user[silenced]] == [("NO_ACTION", 1.0)]
+    k = get_settings().recommendations_per_user
+    assert len(by_user[3]) == k and len(by_user[4]) == k
+    assert _table(clean_db) == first
+
+
+def test_no_investment_with_costly_debt_or_no_fund_and_no_saving_beyond_disposable_income(clean_db, masked_lover):
+    rows = _population(N_USERS, seed=3)
+    _insert(clean_db, rows)
+
+    score_all_users("run-h", GENERATED_AT, loaded=masked_lover)
+
+    features = {r["user_id"]: r for r in rows}
+    money = {"SAVE_MORE", "BUILD_EMERGENCY_FUND", "INVEST", "PAY_DEBT_EXTRA"}
+    table = _table(clean_db)
+    for rec in table:
+        f = features[rec["user_id"]]
+        if rec["action_type"] == "INVEST":
+            assert f["emergency_fund_months"] >= 1 and not (f["debt_total"] > 0 and f["max_debt_apr"] >= 0.15)
+        if rec["action_type"] in money:
+            assert rec["parameters"]["amount"] <= max(f["monthly_income"] - f["monthly_spend"], 0)
+    poor = [r for r in table if features[r["user_id"]]["monthly_income"] < features[r["user_id"]]["monthly_spend"]]
+    assert poor and not any(r["action_type"] in money for r in poor)
+
+
+def test_a_registered_planner_sets_the_amounts_and_the_guardrails_check_them(clean_db, masked_lover):
+    from serving import families
+
+    rows = _population(60, seed=4)
+    _insert(clean_db, rows)
+    families.register_planner("coaching_nudge", lambda raw, action: raw[:, feature_index("monthly_income")] * 2)
+    try:
+        score_all_users("run-p", GENERATED_AT, loaded=masked_lover)
+    finally:
+        families.reset_planners()
+
+    table = _table(clean_db)
+    # twice the income is always more than the disposable income: no money-moving nudge survives
+    assert not any(r["action_type"] in {"SAVE_MORE", "PAY_DEBT_EXTRA", "BUILD_EMERGENCY_FUND"} for r in table)
+    no_action = [r for r in table if r["action_type"] == "NO_ACTION"]
+    assert no_action and all(r["family"] == "coaching_nudge" for r in no_action)
+
+
+def test_explanations_quote_the_features_that_drove_the_recommendation(clean_db):
+    row = _population(1)[0] | {"debt_total": 4000.0, "max_debt_apr": 0.22, "monthly_income": 5000.0,
+                                "monthly_spend": 2000.0}
+    _insert(clean_db, [row])
+
+    score_all_users("run-e", GENERATED_AT, loaded=LoadedPolicy(RulePolicy(), "rules", RULES_VERSION))
+
+    first = _table(clean_db)[0]
+    assert first["action_type"] == "PAY_DEBT_EXTRA"
+    assert first["explanation"] == "Your costliest debt charges 22% a year on 4000 outstanding."
+
+
+@pytest.fixture()
+def s3_lake(monkeypatch):
+    """The lake on a local S3 API (moto in server mode, over HTTP on loopback)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {"FINCOACH_LAKE_URI": "s3://fincoach-lake/prod", "AWS_ENDPOINT_URL": endpoint,
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reload_settings()
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="fincoach-lake")
+    yield boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    monkeypatch.undo()
+    reload_settings()
+    server.stop()
+
+
+def test_the_recommendations_reach_a_lake_on_s3_with_pseudonyms(clean_db, masked_lover, s3_lake):
+    _insert(clean_db, _population(20))
+
+    result = score_all_users("run-s3", GENERATED_AT, loaded=masked_lover)
+    score_all_users("run-s3b", GENERATED_AT, loaded=masked_lover)  # the rerun of the day replaces the file
+
+    keys = [o["Key"] for o in s3_lake.list_objects_v2(Bucket="fincoach-lake")["Contents"]
+            if not o["Key"].endswith("/")]  # pyarrow leaves folder markers
+    assert keys == [f"prod/recommendations/dt={GENERATED_AT:%Y-%m-%d}/run-s3b.parquet"]
+    assert result["path"].startswith("s3://fincoach-lake/prod/recommendations/")
+    parquet = lake.read_table(f"recommendations/dt={GENERATED_AT:%Y-%m-%d}/run-s3b.parquet")
+    assert parquet.num_rows == len(_table(clean_db))
+    assert set(parquet.column("user_pseudonym").to_pylist()) == {pseudonymise(u) for u in range(1, 21)}
