@@ -1,8 +1,8 @@
 """Action families and the planner seam: which family an action belongs to, and who computes its amount.
 
-Every catalog action belongs to one family (coaching nudges, goal suggestions, predictive spending alerts,
-budget suggestions, risk-adjusted investment suggestions). The catalog may name it (`Action.family`);
-older catalogs do not, and then the family follows from the action's type.
+Every catalog action belongs to one family (`fincoach.actions.FAMILIES`: coaching nudges, goal suggestions,
+predictive spending alerts, budget suggestions, risk-adjusted investment suggestions; NO_ACTION is `none`).
+The catalog names it (`Action.family`); this module only plugs planners into families.
 
 A planner computes the amount an action names, per user, from the raw features. The default planner of
 every family is the catalog amount. A later issue plugs real planners (budget, debt, goals) in with
@@ -16,42 +16,24 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fincoach.actions import ACTIONS, N_ACTIONS, Action
-
-FAMILIES = ("coaching_nudge", "goal_suggestion", "spending_alert", "budget_suggestion", "investment_suggestion")
-
-# The family of each action type, for catalogs whose actions do not carry `family` themselves.
-FAMILY_BY_TYPE = {
-    "NO_ACTION": "coaching_nudge",
-    "SAVE_MORE": "coaching_nudge",
-    "PAY_DEBT_EXTRA": "coaching_nudge",
-    "BUILD_EMERGENCY_FUND": "coaching_nudge",
-    "SET_GOAL": "goal_suggestion",
-    "ADJUST_GOAL": "goal_suggestion",
-    "REDUCE_SPENDING": "budget_suggestion",
-    "REVIEW_BUDGET": "budget_suggestion",
-    "SPENDING_ALERT": "spending_alert",
-    "PREDICTIVE_SPENDING_ALERT": "spending_alert",
-    "INVEST": "investment_suggestion",
-}
+from fincoach.actions import ACTIONS, FAMILIES, N_ACTIONS, Action
 
 # planner(raw features (n, N_FEATURES), action) -> amount per user (n,)
 Planner = Callable[[np.ndarray, Action], np.ndarray]
 
 
 class UnknownActionFamilyError(ValueError):
-    """An action has no family and its type maps to none."""
+    """An action names a family that is not in the catalog's FAMILIES."""
 
 
 def action_family(action: Action) -> str:
-    """The family of an action: its own `family` field, else the one of its type."""
-    family = getattr(action, "family", None) or FAMILY_BY_TYPE.get(action.type)
-    if family not in FAMILIES:
+    """The family of an action (its catalog field), checked against the families planners know."""
+    if action.family not in FAMILIES:
         raise UnknownActionFamilyError(
-            f"action {action.id} ({action.type}) has family {family!r}: give it one of {', '.join(FAMILIES)} "
-            "in fincoach/actions.py, or add its type to serving.families.FAMILY_BY_TYPE"
+            f"action {action.id} ({action.type}) has family {action.family!r}: "
+            f"give it one of {', '.join(FAMILIES)} in fincoach/actions.py"
         )
-    return family
+    return action.family
 
 
 def catalog_amount(raw: np.ndarray, action: Action) -> np.ndarray:

@@ -61,18 +61,12 @@ def test_arms_that_cannot_run_are_refused(arms, message):
         validate(arms)
 
 
-def test_the_family_comes_from_the_action_and_else_from_its_type():
-    @dataclasses.dataclass(frozen=True)
-    class WithFamily:
-        id: int
-        type: str
-        family: str
-
-    assert families.action_family(WithFamily(99, "NEW_THING", "spending_alert")) == "spending_alert"
-    assert families.action_family(ACTIONS[0]) == families.FAMILY_BY_TYPE[ACTIONS[0].type]
-    with pytest.raises(families.UnknownActionFamilyError, match="FAMILY_BY_TYPE"):
-        families.action_family(WithFamily(98, "NEW_THING", ""))
+def test_every_action_has_a_known_family_and_an_unknown_one_is_refused():
     assert set(families.ACTION_FAMILIES) <= set(families.FAMILIES)
+    assert families.action_family(ACTIONS[0]) == "none"
+    odd = dataclasses.replace(ACTIONS[1], id=99, family="horoscope")
+    with pytest.raises(families.UnknownActionFamilyError, match="horoscope"):
+        families.action_family(odd)
 
 
 def test_planned_amounts_default_to_the_catalog_and_follow_a_registered_planner():
