@@ -142,6 +142,7 @@ _STATE = (
     "discretionary_sd",
     "impulse_sd",
     "impulse_scale",
+    "save_share",
 )
 
 
@@ -302,7 +303,7 @@ class Simulator:
         income = self.base_income * np.exp(p.income_sd * zn[:, 0] - p.income_sd**2 / 2) * drop
         self.checking += income
         everyone = np.ones(rows, dtype=bool)
-        auto = move_from_checking(self, everyone, self.save_habit)
+        auto = move_from_checking(self, everyone, self.save_habit + p.save_share * self.base_income)
         self.checking -= auto
         self.savings += auto
         self.goal_saved += np.where(self.goal_active, auto, 0.0)
