@@ -85,14 +85,15 @@ def validate(params: SimParams, holdout: pd.DataFrame, as_of: datetime, seed: in
         at_start = history.balances_before(conn, users, start)
         at_end = history.balances_before(conn, users, end)
         served = history.logged_actions(conn, users, _utc(start), _utc(end))
-    full = during["days"] == (end - start).days
-    known = holdout["user_id"].isin(during.index[full]) & holdout["user_id"].isin(before.index)
+    full = during.index[during["days"] == (end - start).days]
+    full_before = before.index[before["days"] == (start - prior).days]
+    known = holdout["user_id"].isin(full) & holdout["user_id"].isin(full_before)
     if known.sum() < MIN_USERS:
         return {
             "passed": False,
             "n_users": int(known.sum()),
             "ks": {},
-            "reason": f"only {int(known.sum())} held-out users have history over {prior}..{end} (need {MIN_USERS})",
+            "reason": f"only {int(known.sum())} held-out users have every day of {prior}..{end} in their history (need {MIN_USERS})",
         }
     holdout = holdout[known.to_numpy()]
     ids = holdout["user_id"].to_numpy()

@@ -107,3 +107,12 @@ def test_a_snapshot_without_as_of_is_not_calibrated_and_training_gets_the_defaul
     out = calibrate.calibrate_simulator(uri, "calib-run-3")
     assert out["used"] == "default" and "as_of" in out["reason"]
     assert calibrate.load_calibration("calib-run-3").archetypes == DEFAULT_PARAMS.archetypes
+
+
+def test_validation_without_two_full_months_of_history_fails_saying_so(snapshot):
+    uri, _ = snapshot
+    frame = read_snapshot(uri)
+    _, holdout = split_users(frame)
+    too_early = dt.datetime(2026, 3, 15, tzinfo=dt.UTC)  # the data starts in February: January is missing
+    report = validate(DEFAULT_PARAMS, holdout, too_early, 7)
+    assert not report["passed"] and "have every day of 2026-01-01..2026-03-01" in report["reason"]
