@@ -143,6 +143,11 @@ def simulated_acceptance(raw: np.ndarray, params: SimParams, seed: int) -> dict[
     return {t: float(np.mean(v)) for t, v in rates.items() if v}
 
 
+def _logit(p: float) -> float:
+    p = float(np.clip(p, 1e-3, 1 - 1e-3))
+    return float(np.log(p / (1 - p)))
+
+
 def fit_responses(raw: np.ndarray, params: SimParams, counts: pd.DataFrame, seed: int) -> SimParams:
     """Acceptance-logit shift per action type matching the logged acceptance rates (3 rounds)."""
     observed = {
@@ -151,11 +156,10 @@ def fit_responses(raw: np.ndarray, params: SimParams, counts: pd.DataFrame, seed
         if t in ACTION_TYPES and t != "NO_ACTION" and counts.loc[t, "served"] >= MIN_SERVED
     }
     shifts = dict(params.response_logit)
-    logit = lambda p: float(np.log(np.clip(p, 1e-3, 1 - 1e-3) / (1 - np.clip(p, 1e-3, 1 - 1e-3))))  # noqa: E731
     for _ in range(3):
         sim = simulated_acceptance(raw, replace(params, response_logit=shifts), seed)
         for t, rate in observed.items():
-            shifts[t] = float(np.clip(shifts[t] + logit(rate) - logit(sim[t]), -4.0, 4.0))
+            shifts[t] = float(np.clip(shifts[t] + _logit(rate) - _logit(sim[t]), -4.0, 4.0))
     return replace(params, response_logit=shifts)
 
 
