@@ -2,7 +2,8 @@
 ### fincoach_training — features in, model out
 
 Daily, or whenever a new feature snapshot is published: take the latest snapshot at or before the interval
-end → train a candidate RLlib DQN agent in the user simulator → evaluate it against the current champion
+end → calibrate the user simulator on it and validate it on held-out users (parameters and report in
+MLflow; a calibration that fails validation is not used) → train a candidate RLlib DQN agent in the user simulator → evaluate it against the current champion
 and the rule-based baseline on the same simulated users → register it in MLflow as `fincoach-coach`
 (alias `challenger`) → promote it to `champion` only through the gate (never a worse model), which
 updates the asset `fincoach_model`. The gate's decision and reason are logged to the MLflow run.
@@ -38,6 +39,13 @@ def fincoach_training():
         return run_step("latest_snapshot", latest_snapshot_uri, interval_end())
 
     @task
+    def calibrate_simulator(features_uri: str) -> dict:
+        from fincoach.orchestration import run_id, run_step
+        from training.calibrate import calibrate_simulator
+
+        return run_step("calibrate_simulator", calibrate_simulator, features_uri, run_id())
+
+    @task
     def train_candidate(features_uri: str) -> dict:
         from fincoach.orchestration import run_id, run_step
         from training.workflow import train_candidate
@@ -65,7 +73,10 @@ def fincoach_training():
 
         return run_step("promote_if_better", promote_if_better, registered)
 
-    promote_if_better(register_candidate(evaluate_candidate(train_candidate(latest_snapshot()))))
+    snapshot = latest_snapshot()
+    trained = train_candidate(snapshot)
+    calibrate_simulator(snapshot) >> trained
+    promote_if_better(register_candidate(evaluate_candidate(trained)))
 
 
 fincoach_training()

@@ -16,7 +16,9 @@ import numpy as np
 
 from fincoach.feature_spec import FEATURE_NAMES, feature_index
 
-FAMILIES = ("none", "coaching_nudge", "goal_suggestion", "spending_alert", "budget_suggestion", "investment_suggestion")
+FAMILIES = (
+    "none", "coaching_nudge", "goal_suggestion", "spending_alert", "budget_suggestion", "investment_suggestion",
+)
 AMOUNT_BUCKETS = ("none", "small", "medium", "large")
 
 

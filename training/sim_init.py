@@ -13,6 +13,19 @@ HISTORY_WEEKS = 12  # spend_trend needs the 8 weeks before the 30-day window
 SPLIT = ("dining", "shopping", "entertainment", "travel")  # discretionary spending categories
 MIN_REF_INCOME_WEEK = 100.0  # floors of the per-user scales that turn money into reward
 MIN_REF_SPEND_MONTH = 400.0
+# Every per-row state array of the simulator (rows = users then twins), set here for new and reset users.
+# fmt: off
+STATE = (
+    "base_income", "base_essential",
+    "base_other", "base_planned", "base_impulse", "volatility", "checking", "savings", "investments", "debt",
+    "apr", "goal_active", "goal_target", "goal_saved", "goal_age", "goal_weeks", "goals_achieved",
+    "achieved_in_sim", "age", "days_since_session", "prior_shown", "prior_accepted", "nudges_shown",
+    "nudges_accepted", "fatigue", "spend_cut", "save_habit", "debt_habit", "price", "saving_streak",
+    "nudges_7d", "days_since_nudge", "churned", "ref_income_week", "ref_spend_month", "week",
+    "receptiveness", "seeds", "start", "income_sd", "income_drop_p", "essential_sd", "discretionary_sd",
+    "impulse_sd", "impulse_scale", "save_share",
+)
+# fmt: on
 
 
 def init_rows(sim: Any, users: np.ndarray, raw: np.ndarray, seeds: np.ndarray) -> None:

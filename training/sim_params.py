@@ -41,6 +41,7 @@ class ArchetypeParams:
     discretionary_sd: float = 0.10  # log-sd of planned discretionary spending, plus 0.3 x volatility
     impulse_sd: float = 0.6  # log-sd of weekly impulse purchases
     impulse_scale: float = 1.0  # multiplies the impulse spending of the snapshot
+    save_share: float = 0.0  # standing weekly transfer to savings, as a share of income (regular saving)
     share: float = 1.0  # share of the calibration users in this archetype
 
 

@@ -50,7 +50,7 @@ from training.crn import normals, uniforms
 from training.market import MarketProcess
 from training.responses import apply_accepted, move_from_checking
 from training.sim_features import rebuild
-from training.sim_init import HISTORY_WEEKS, SPLIT, init_rows
+from training.sim_init import HISTORY_WEEKS, SPLIT, STATE, init_rows
 from training.sim_params import DEFAULT_PARAMS, SimParams
 from training.user_model import (
     CHURN_FATIGUE,
@@ -95,54 +95,6 @@ CHURN_PENALTY = 1.0
 REWARD_COMPONENTS = rw.REWARD_COMPONENTS
 REWARD_MIN, REWARD_MAX = rw.bounds(rw.parse_weights(None))  # with unit weights
 _EPOCH = np.datetime64("2026-01-01")
-# Every per-row state array (rows = users then twins), re-initialised by reset_rows.
-_STATE = (
-    "base_income",
-    "base_essential",
-    "base_other",
-    "base_planned",
-    "base_impulse",
-    "volatility",
-    "checking",
-    "savings",
-    "investments",
-    "debt",
-    "apr",
-    "goal_active",
-    "goal_target",
-    "goal_saved",
-    "goal_age",
-    "goal_weeks",
-    "goals_achieved",
-    "achieved_in_sim",
-    "age",
-    "days_since_session",
-    "prior_shown",
-    "prior_accepted",
-    "nudges_shown",
-    "nudges_accepted",
-    "fatigue",
-    "spend_cut",
-    "save_habit",
-    "debt_habit",
-    "price",
-    "saving_streak",
-    "nudges_7d",
-    "days_since_nudge",
-    "churned",
-    "ref_income_week",
-    "ref_spend_month",
-    "week",
-    "receptiveness",
-    "seeds",
-    "start",
-    "income_sd",
-    "income_drop_p",
-    "essential_sd",
-    "discretionary_sd",
-    "impulse_sd",
-    "impulse_scale",
-)
 
 
 @dataclass
@@ -195,7 +147,7 @@ class Simulator:
         self.market_process = MarketProcess(market_seed)
         self.start_day, self.clock = int(start_day), 0
         rows = self._rows
-        for name in _STATE:
+        for name in STATE:
             setattr(self, name, np.zeros(rows))
         for name in ("goal_active", "churned"):
             setattr(self, name, np.zeros(rows, dtype=bool))
@@ -277,18 +229,18 @@ class Simulator:
         rows_active = np.concatenate([act_rows, act_rows])
         frozen = None
         if not rows_active.all():
-            frozen = {k: getattr(self, k)[~rows_active].copy() for k in _STATE}
+            frozen = {k: getattr(self, k)[~rows_active].copy() for k in STATE}
             frozen_hist = {k: v[~rows_active].copy() for k, v in self.hist.items()}
             frozen_traits = self.traits.rows(~rows_active)
         actions = np.concatenate([actions, np.full(n, NO_ACTION)])  # the twins are never coached
         rows = self._rows
         idx = np.arange(rows)
-        tr, p = self.traits, self  # p: the per-user archetype parameters
+        tr = self.traits
         week = np.minimum(self.week, self.horizon - 1)
         zn = np.tile(normals(self.seeds[:n], week[:n], S_WEEK_N, N_NORMALS), (2, 1))
         zu = np.tile(uniforms(self.seeds[:n], week[:n], S_WEEK_U, N_UNIFORMS), (2, 1))
         month, month_end_days = _month_end_days(self.start_day + 7 * self.clock)
-        self.market = market = self.market_process.conditions(np.full(rows, self.clock))
+        market = self.market  # this week's conditions (set when the week before ended)
         raw = self._raw()
         self._raw_cache = None  # the state changes from here on
         invalid = ~action_mask(raw)[idx, actions]
@@ -298,11 +250,11 @@ class Simulator:
         savings_before = self.savings.copy()
 
         # 1. Income, and the standing transfers to savings and debt.
-        drop = np.where(zu[:, 5] < p.income_drop_p, 0.5, 1.0)
-        income = self.base_income * np.exp(p.income_sd * zn[:, 0] - p.income_sd**2 / 2) * drop
+        drop = np.where(zu[:, 5] < self.income_drop_p, 0.5, 1.0)
+        income = self.base_income * np.exp(self.income_sd * zn[:, 0] - self.income_sd**2 / 2) * drop
         self.checking += income
         everyone = np.ones(rows, dtype=bool)
-        auto = move_from_checking(self, everyone, self.save_habit)
+        auto = move_from_checking(self, everyone, self.save_habit + self.save_share * self.base_income)
         self.checking -= auto
         self.savings += auto
         self.goal_saved += np.where(self.goal_active, auto, 0.0)
@@ -327,17 +279,17 @@ class Simulator:
 
         # 4. Spending: essential with inflation, discretionary per category with seasons, impulse.
         self.price *= 1.0 + market["inflation_rate"] / 52.0
-        sd_e = p.essential_sd + 0.1 * self.volatility
-        sd_d = p.discretionary_sd + 0.3 * self.volatility
+        sd_e = self.essential_sd + 0.1 * self.volatility
+        sd_d = self.discretionary_sd + 0.3 * self.volatility
         shock = np.exp(sd_e * zn[:, 1] - sd_e**2 / 2)
         essential = self.base_essential * shock * self.price
         other = self.base_other * shock * self.price
         planned = self.base_planned * np.exp(sd_d * zn[:, 2] - sd_d**2 / 2)
         impulse = (
-            p.impulse_scale
+            self.impulse_scale
             * self.base_impulse
             * (0.5 + tr.impulsivity)
-            * np.exp(p.impulse_sd * zn[:, 3] - p.impulse_sd**2 / 2)
+            * np.exp(self.impulse_sd * zn[:, 3] - self.impulse_sd**2 / 2)
         )
         season = np.array([SEASON.get(c, {}).get(month, 1.0) for c in SPLIT])
         by_cat = (planned + impulse)[:, None] * tr.split * season[None, :]
@@ -417,6 +369,7 @@ class Simulator:
         self.nudges_accepted += accepted
         self.week += 1
         self.clock += 1
+        self.market = self.market_process.conditions(np.full(rows, self.clock))
 
         def lift(x: np.ndarray) -> np.ndarray:  # the user's value minus their twin's
             return x[:n] - x[n:]

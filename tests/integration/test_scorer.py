@@ -31,13 +31,15 @@ from scorer_support import (
 
 from fincoach import tracking
 from fincoach.actions import N_ACTIONS, action_text
-from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES
+from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES, vector_from_mapping
 from fincoach.policy import write_policy_artifact
 from fincoach.policy_model import log_policy
 from fincoach.rules import RULES_VERSION
 from fincoach.settings import get_settings, reload_settings
 from serving.app import create_app
 from serving.batch import score_all_users
+from serving.decide import allowed_actions
+from serving.guardrails import UserContext
 from serving.model_loader import load_policy
 
 
@@ -242,9 +244,9 @@ def test_the_nudge_cap_counts_what_the_scorer_served(scorer, clean_db):
 def test_score_by_features_answers_without_logging(scorer, clean_db):
     body = scorer.post("/score", json={"features": FEATURES}).json()
 
-    # INVEST (no emergency fund), SAVE_MORE 100, BUILD_EMERGENCY_FUND and PAY_DEBT_EXTRA (disposable 500 is
-    # enough for 100: allowed) ... the guardrails leave these: everything but INVEST
-    eps, n_valid = get_settings().serving_epsilon, N_ACTIONS - 1
+    # what the catalog's mask and the guardrails leave for this user (no emergency fund: no INVEST, ...)
+    allowed, _ = allowed_actions(vector_from_mapping(FEATURES)[None, :], UserContext.none(1))
+    eps, n_valid = get_settings().serving_epsilon, int(allowed[0].sum())
     if body["action_type"] == "PAY_DEBT_EXTRA":  # the first rule (debt at 22% APR), unless it explored
         assert (body["score"], body["propensity"]) == (10.0, pytest.approx(1 - eps + eps / n_valid))
     else:

@@ -214,3 +214,25 @@ def test_a_user_who_leaves_the_app_ends_the_episode(users):
             assert info["reward_components"]["churn"] < 0 and info["week"] <= env.horizon
             break
     assert terminated, "nobody left the app"
+
+
+def test_a_calibration_passed_in_the_env_config_drives_the_simulator(users):
+    from dataclasses import replace
+
+    from fincoach.actions import ACTION_TYPES
+    from training.sim_params import DEFAULT_PARAMS, SimParams
+
+    reluctant = replace(DEFAULT_PARAMS, source="test", response_logit=dict.fromkeys(ACTION_TYPES, -6.0))
+    eager = replace(DEFAULT_PARAMS, source="test", response_logit=dict.fromkeys(ACTION_TYPES, 3.0))
+
+    def acceptance(params: SimParams) -> float:
+        env = CoachingEnv(users=users, seed=4, sim_params=params.to_dict())
+        accepted = []
+        for _ in range(30):
+            env.reset()
+            assert env.sim.params == params
+            for _ in range(4):
+                accepted.append(env.step(8)[4]["accepted"])
+        return float(np.mean(accepted))
+
+    assert acceptance(reluctant) < 0.02 < 0.3 < acceptance(eager)

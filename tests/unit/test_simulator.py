@@ -175,3 +175,32 @@ def test_market_conditions_are_shared_seeded_and_independent_of_actions():
         assert np.ptp(a.market[key]) == 0
         np.testing.assert_array_equal(a.market[key], b.market[key])
     assert a.market["interest_rate"][0] != c.market["interest_rate"][0]
+
+
+def test_spending_has_seasons_weekends_and_month_ends():
+    raw = _users(300, 12)
+    sep = Simulator(raw, np.arange(300), horizon=4, start_day=243)  # September
+    dec = Simulator(raw, np.arange(300), horizon=4, start_day=334)  # December
+    for _ in range(4):
+        sep.step(np.zeros(300, dtype=int))
+        dec.step(np.zeros(300, dtype=int))
+    shopping = {s: s.hist["shopping"][:300, -4:].sum() for s in (sep, dec)}
+    travel = {s: s.hist["travel"][:300, -4:].sum() for s in (sep, dec)}
+    assert shopping[dec] > 1.5 * shopping[sep] and travel[dec] > 1.3 * travel[sep]
+    weekend = sep.hist["weekend"][:300, -1] / sep.hist["spend"][:300, -1]
+    assert 2 / 7 - 0.01 < np.median(weekend) < 0.6  # discretionary spending leans to the weekend
+    month_end = sep.hist["month_end"][:300, -4:].sum(axis=1) / sep.hist["spend"][:300, -4:].sum(axis=1)
+    assert 0.1 < np.median(month_end) < 0.4  # about the last 7 of 30 days
+
+
+def test_accepted_spending_cuts_lower_the_named_category_only():
+    raw = _users(400, 13)
+    cut, idle = Simulator(raw, np.arange(400)), Simulator(raw, np.arange(400))
+    r = cut.step(np.full(400, 17))  # REDUCE_SPENDING on entertainment
+    idle.step(np.zeros(400, dtype=int))
+    took = r.accepted
+    assert took.sum() > 20
+    ent = cut.hist["entertainment"][:400, -1], idle.hist["entertainment"][:400, -1]
+    dining = cut.hist["dining"][:400, -1], idle.hist["dining"][:400, -1]
+    assert (ent[0][took] <= ent[1][took] + 1e-9).all() and (ent[0][took] < ent[1][took]).mean() > 0.9
+    np.testing.assert_allclose(dining[0], dining[1])

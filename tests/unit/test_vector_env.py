@@ -88,3 +88,16 @@ def test_rllib_creator_builds_the_vector_env_only_when_asked_for_num_envs(users)
     config = make_rllib_env_config(users, horizon=4)
     assert isinstance(rllib_env_creator({**config, "num_envs": 3}), VectorCoachingEnv)
     assert not isinstance(rllib_env_creator(config), gym.vector.VectorEnv)
+
+
+def test_gymnasium_vector_wrappers_accept_the_vector_env(users):
+    from gymnasium.wrappers.vector import DictInfoToList, RecordEpisodeStatistics
+
+    env = DictInfoToList(RecordEpisodeStatistics(VectorCoachingEnv(users=users, num_envs=8, horizon=2, seed=5)))
+    _, infos = env.reset(seed=5)
+    assert len(infos) == 8 and infos[0]["action_mask"].shape == (N_ACTIONS,)
+    finished = []
+    for _ in range(6):
+        _, _, terminated, truncated, infos = env.step(np.full(8, 8))
+        finished += [i for i in infos if "episode" in i]
+    assert finished and all("episode_health" in i and i["episode"]["l"] >= 1 for i in finished)
