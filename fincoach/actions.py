@@ -2,8 +2,7 @@
 
 Catalog v2 keeps the ids 0..9 of v1 and appends 10..17. Every action has a `family` (how the app presents
 it) and an `amount_bucket` (none / small / medium / large, from the amount it names). `action_mask` reads
-raw features by name; a feature the mask would like to use but the feature spec in force does not have
-falls back to a v1 proxy (documented on each rule), so the catalog works with spec v1 and v2.
+raw features (feature spec v2) by name.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fincoach.feature_spec import FEATURE_NAMES, feature_index
+from fincoach.feature_spec import feature_index
 
 FAMILIES = (
     "none", "coaching_nudge", "goal_suggestion", "spending_alert", "budget_suggestion", "investment_suggestion",
@@ -91,11 +90,6 @@ def action_text(action_id: int) -> str:
     return a.template.format(amount=f"{a.amount:.0f}")
 
 
-def _col(raw: np.ndarray, name: str) -> np.ndarray | None:
-    """Column `name` of raw features, or None when the spec in force has no such feature."""
-    return raw[:, feature_index(name)] if name in FEATURE_NAMES else None
-
-
 def action_mask(raw: np.ndarray) -> np.ndarray:
     """(n, N_ACTIONS) bool: True where the action makes sense for the user (raw features in spec order)."""
     raw = np.atleast_2d(raw)
@@ -113,17 +107,10 @@ def action_mask(raw: np.ndarray) -> np.ndarray:
     for aid in ids_of("INVEST"):
         mask[:, aid] = safe_to_invest
     mask[:, 16] &= checking >= ACTIONS[16].amount  # the large amounts only with the cash for them
-    # ADJUST_GOAL only for an active goal that is off pace; spec v1 has no pace: an unfinished goal
-    # that is less than half-way.
-    pace = _col(raw, "goal_pace_ratio")
-    progress = raw[:, feature_index("goal_progress")]
-    off_pace = pace < GOAL_OFF_PACE if pace is not None else progress < 0.5
-    mask[:, 10] = has_goal & off_pace
-    # The predictive alert only when spending runs ahead of the month; spec v1 has no velocity: spending
-    # above income (savings_rate below zero) instead.
-    velocity = _col(raw, "spending_velocity")
-    ahead = velocity > SPEND_AHEAD if velocity is not None else raw[:, feature_index("savings_rate")] < 0
-    mask[:, 11] = ahead
+    # ADJUST_GOAL only for an active goal that is off pace; the predictive alert only when spending runs
+    # ahead of the month.
+    mask[:, 10] = has_goal & (raw[:, feature_index("goal_pace_ratio")] < GOAL_OFF_PACE)
+    mask[:, 11] = raw[:, feature_index("spending_velocity")] > SPEND_AHEAD
     mask[:, 12] = checking >= ACTIONS[12].amount
     mask[:, 14] &= checking >= ACTIONS[14].amount
     return mask

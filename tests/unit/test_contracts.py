@@ -105,10 +105,9 @@ def test_catalog_v2_keeps_v1_ids_and_covers_every_action_type():
 
 
 def test_adjust_goal_and_the_spending_alert_are_masked_unless_they_apply():
-    # spec v1 has no goal_pace_ratio / spending_velocity: the mask falls back to progress and savings rate
-    on_track = action_mask(_user(has_active_goal=1, goal_progress=0.8, savings_rate=0.2))[0]
-    behind = action_mask(_user(has_active_goal=1, goal_progress=0.1, savings_rate=-0.1))[0]
-    no_goal = action_mask(_user(has_active_goal=0, goal_progress=0.0))[0]
+    on_track = action_mask(_user(has_active_goal=1, goal_pace_ratio=1.2, spending_velocity=0.9))[0]
+    behind = action_mask(_user(has_active_goal=1, goal_pace_ratio=0.3, spending_velocity=1.6))[0]
+    no_goal = action_mask(_user(has_active_goal=0, goal_pace_ratio=0.3))[0]
     assert not on_track[10] and behind[10] and not no_goal[10]
     assert not on_track[11] and behind[11]
     poor = action_mask(_user(checking_balance=50, debt_total=1000, max_debt_apr=0.2))[0]

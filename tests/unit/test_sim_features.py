@@ -18,9 +18,10 @@ V2_NAMES = (
 
 
 def test_every_v1_and_v2_feature_has_a_formula_or_is_knowingly_carried():
-    assert set(FEATURE_NAMES) <= set(FORMULAS)
-    assert set(V2_NAMES) <= set(FORMULAS) | set(CARRIED)
-    assert carried_names([*FEATURE_NAMES, *V2_NAMES]) == list(CARRIED)
+    names = list(dict.fromkeys([*FEATURE_NAMES, *V2_NAMES]))  # the spec in force, and the v2 contract
+    assert set(FEATURE_NAMES[:19]) <= set(FORMULAS)  # every v1 feature is modelled
+    assert set(names) <= set(FORMULAS) | set(CARRIED)
+    assert carried_names(names) == list(CARRIED)
 
 
 def test_a_spec_v2_feature_list_is_rebuilt_from_state_and_unknown_ones_are_carried():
@@ -28,7 +29,7 @@ def test_a_spec_v2_feature_list_is_rebuilt_from_state_and_unknown_ones_are_carri
     rng = np.random.default_rng(0)
     while not sim.done:
         sim.step(rng.integers(0, 18, 60))
-    names = [*FEATURE_NAMES, *V2_NAMES, "shoe_size"]
+    names = [*dict.fromkeys([*FEATURE_NAMES, *V2_NAMES]), "shoe_size"]
     start = np.full((sim._rows, len(names)), 7.0)
     out = rebuild(sim, names, start)
     assert out.shape == (120, len(names)) and np.isfinite(out).all()
