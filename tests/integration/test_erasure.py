@@ -106,3 +106,18 @@ def test_queued_requests_are_processed_by_the_hourly_task_once(platform):
     with platform.connect() as conn:
         left = conn.execute(sa.text("select count(*) from app.users where user_id in (7, 8)")).scalar_one()
     assert left == 0
+
+
+def test_an_erasure_waits_for_a_running_extract_to_finish_writing(platform):
+    import threading
+
+    from pipelines.raw_lake import lake_lock
+
+    request_erasure(platform, 9)
+    done = threading.Event()
+    with lake_lock(platform):  # an extract in progress
+        worker = threading.Thread(target=lambda: (process_erasure_requests(platform), done.set()), daemon=True)
+        worker.start()
+        assert not done.wait(0.5)
+    worker.join(30)
+    assert done.is_set()

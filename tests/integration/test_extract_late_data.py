@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from fincoach import lake
 from fincoach.pseudonym import pseudonymise
+from fincoach.settings import reload_settings
 from pipelines import raw_lake
 from pipelines.extract import SOURCE_TABLES, backfill, extract_all
 
@@ -145,16 +146,22 @@ def test_no_pii_and_no_app_user_ids_reach_the_lake(users):
     assert mapping == {u: pseudonymise(u) for u in (1, 2, 3)}
 
 
-def test_rerun_of_an_hour_and_backfill_of_the_range_rewrite_the_same_bytes(users):
+def test_rerun_of_an_hour_and_backfill_of_the_range_rewrite_the_same_bytes(users, monkeypatch):
     _hourly_runs_with_late_and_bad_rows(users)
     hourly = _snapshot()
     assert len(hourly) >= 6  # users, events of three hours, decisions, and quarantine
     extract_all(users, T0 + 2 * H, "rerun")
     assert _snapshot() == hourly
+    # the backfill reads every table in 3 primary-key slices on 3 connections: still the same bytes
+    monkeypatch.setenv("FINCOACH_EXTRACT_WORKERS", "3")
+    reload_settings()
+    monkeypatch.setattr("pipelines.extract._MIN_SLICE", 1)
     _wipe_lake()
     with users.begin() as conn:
         conn.execute(sa.text("truncate ops.extract_runs, ops.quarantine_counts"))
     totals = backfill(users, T0, T0 + 4 * H, "backfill")
+    monkeypatch.delenv("FINCOACH_EXTRACT_WORKERS")
+    reload_settings()
     assert totals["user_events"]["intervals"] == 4
     assert _snapshot() == hourly
 
