@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from fincoach.db import libpq_url
 from fincoach.settings import get_settings
 from pipelines import privacy, raw_lake
-from pipelines.quarantine import JSON_ARRAY_COLUMNS, JSON_OBJECT_COLUMNS, split_rows
+from pipelines.quarantine import JSON_ARRAY_COLUMNS, JSON_ARRAY_KEYS, JSON_OBJECT_COLUMNS, split_rows
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def _to_lake(conn: sa.Connection, table: str, rows: pa.Table) -> pa.Table:
     """Rows as they may enter the lake: JSON scrubbed of PII, user_id replaced by its pseudonym."""
     for col in (*JSON_OBJECT_COLUMNS.get(table, ()), *JSON_ARRAY_COLUMNS.get(table, ())):
         i = rows.schema.get_field_index(col)
-        rows = rows.set_column(i, rows.schema.field(i), privacy.scrub_json_column(rows[col]))
+        rows = rows.set_column(i, rows.schema.field(i), privacy.scrub_json_column(rows[col], JSON_ARRAY_KEYS.get(col)))
     if "user_id" in rows.column_names:
         i = rows.schema.get_field_index("user_id")
         rows = rows.set_column(i, pa.field("user_id", pa.string(), nullable=False),

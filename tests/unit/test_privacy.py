@@ -34,6 +34,7 @@ def test_free_text_survives_only_under_allow_listed_keys():
         "phone": REDACTED, "delta": 25, "tags": [REDACTED, REDACTED], "ok": True,
     }
     assert json.loads(scrub_json('"a bare string with a@b.cd"')) == REDACTED
+    assert json.loads(scrub_json('["home", "a@b.cd"]', key="page")) == ["home", "[email]"]  # pages_visited
 
 
 def test_unknown_users_are_quarantined_and_counts_reconcile():
