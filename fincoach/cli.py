@@ -98,6 +98,7 @@ def cmd_env(args: argparse.Namespace) -> int:
         "AIRFLOW_HOME": str(s.airflow_dir),
         "model name": s.model_name,
         "scorer": f"http://{s.scorer_host}:{s.scorer_port}",
+        "ingestion API": f"http://{s.ingest_host}:{s.ingest_port}",
     }
     for k, v in rows.items():
         console.print(f"{k:<24} {v}")
