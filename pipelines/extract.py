@@ -348,7 +348,9 @@ def extract_all(engine: sa.Engine, interval_end: datetime, run_id: str) -> dict[
     """
     _check_interval_end(interval_end)
     _check_run_id(run_id)
-    return {table: extract_table(engine, table, interval_end, run_id) for table in SOURCE_TABLES}
+    with ThreadPoolExecutor(max(1, get_settings().extract_workers)) as pool:  # tables are independent
+        futures = {table: pool.submit(extract_table, engine, table, interval_end, run_id) for table in SOURCE_TABLES}
+        return {table: future.result() for table, future in futures.items()}
 
 
 def backfill(engine: sa.Engine, start: datetime, end: datetime, run_id: str) -> dict[str, dict]:

@@ -109,12 +109,13 @@ def pseudonymise_column(conn: sa.Connection | None, user_ids: pa.ChunkedArray | 
     distinct = pc.unique(ids)
     values = distinct.to_pylist()
     names = pseudonymise_many(values)
-    if conn is not None and values:
+    if conn is not None and values:  # in id order: concurrent extracts never wait on each other in a cycle
+        order = sorted(range(len(values)), key=values.__getitem__)
         conn.execute(
             sa.text(
                 "insert into ops.user_pseudonyms (user_id, pseudonym) "
                 "select * from unnest(cast(:ids as bigint[]), cast(:names as text[])) on conflict do nothing"
             ),
-            {"ids": values, "names": names},
+            {"ids": [values[i] for i in order], "names": [names[i] for i in order]},
         )
     return pc.take(pa.array(names, pa.string()), pc.index_in(ids, distinct))
