@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from fincoach import lake
+from fincoach.cli import main
 from fincoach.pseudonym import pseudonymise
 from fincoach.settings import reload_settings
 from pipelines import raw_lake
@@ -172,5 +173,5 @@ def test_a_row_later_than_the_overlap_is_missed_hourly_and_caught_by_a_backfill(
         _event(conn, 2, T0 + dt.timedelta(minutes=40))  # four hours late
     extract_all(users, T0 + 5 * H, "hourly-5")
     assert len(_hour_rows("user_events", T0 + H)) == 4
-    backfill(users, T0, T0 + 5 * H, "backfill")
+    assert main(["backfill-extract", T0.isoformat(), (T0 + 5 * H).isoformat()]) == 0
     assert len(_hour_rows("user_events", T0 + H)) == 5
