@@ -71,6 +71,9 @@ def cmd_erase_user(args: argparse.Namespace) -> int:
     """Erase one user everywhere (app, lake, feature store, serving) now; records the request."""
     from pipelines.erasure import erase_user
 
+    if args.user_id <= 0:
+        console.print(f"[red]user id must be a positive integer (app.users.user_id), got {args.user_id}[/]")
+        return 2
     result = erase_user(_engine(), args.user_id)
     for where, n in result["removed"].items():
         console.print(f"  {where:<48} {n:>9,}")
