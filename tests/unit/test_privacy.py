@@ -1,4 +1,4 @@
-"""PII scrubbing and row checks of the extract, on values and Arrow tables (no database)."""
+"""PII scrubbing, row checks and hour keys of the extract, on values and Arrow tables (no database)."""
 
 import datetime as dt
 import json
