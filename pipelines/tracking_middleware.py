@@ -108,7 +108,7 @@ class EventSender:
         except ValueError:  # not JSON (a proxy's error page): the batch was still delivered
             body = {}
         self.stats["sent"] += len(batch)
-        self.stats["rejected"] += len(body.get("rejected", []))
+        self.stats["rejected"] += len(body.get("rejected", [])) if isinstance(body, dict) else 0
         return True
 
     def _run(self) -> None:
