@@ -27,6 +27,8 @@ def airflow_environment() -> dict[str, str]:
         "FINCOACH_DATABASE_URL": db.libpq_url(),
         "FINCOACH_LAKE_URI": s.lake,
         "MLFLOW_TRACKING_URI": tracking.tracking_uri(),
+        # tasks import this checkout's packages, whatever the editable install points at
+        "PYTHONPATH": str(REPO_ROOT),
         # Airflow
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db.database_url(airflow_db, driver="psycopg2"),

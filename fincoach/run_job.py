@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ def run_dag(dag_id: str, logical: datetime, env: dict[str, str], log_file: Path)
     with log_file.open("w") as out:
         proc = subprocess.run(
             [airflow_bin(), "dags", "test", dag_id, logical.isoformat()],
-            env=env, stdout=out, stderr=subprocess.STDOUT, check=False,
+            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, check=False,
         )
     if proc.returncode != 0:
         tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-40:])

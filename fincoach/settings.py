@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # --- Data collection and the lake (issue 5): ingestion API, extraction overlap, quarantine ---
     # Late rows: each extract re-reads this many hours before its low watermark (rows committed late land).
     extract_overlap_hours: float = 2.0
+    # Connections that read one large table at once, by primary-key range (extract speed on many cores).
+    extract_workers: int = 2
     # An event time later than the interval end plus this tolerance is quarantined as future_timestamp.
     future_tolerance_minutes: float = 5.0
     # Largest JSON payload of one event (event_data, context); larger ones are rejected or quarantined.

@@ -1,1 +1,2 @@
-"""Data in: synthetic data, Postgres→lake extraction, feature transforms, validation and monitoring."""
+"""Data in: synthetic data, event ingestion, Postgres→lake extraction with quarantine and privacy, erasure,
+sessions, feature transforms, validation and monitoring."""

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from fincoach import lake
 from fincoach.pseudonym import pseudonymise_many
+from pipelines.raw_lake import lake_lock
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +130,14 @@ def process_erasure_requests(engine: sa.Engine) -> dict:
     if not pending:
         return {"requests": 0, "users": 0, "removed": {}}
     ids = sorted({r.user_id for r in pending})
-    with engine.begin() as conn:
-        known = conn.execute(
-            sa.text("select pseudonym from ops.user_pseudonyms where user_id = any(:ids)"), {"ids": ids}
-        ).scalars().all()
-        names = sorted({*pseudonymise_many(ids), *known})
-        removed = _erase_postgres(conn, ids, names)
-    removed.update(_erase_lake(ids, names))
+    with lake_lock(engine, exclusive=True):  # no extract writes between the deletes and the lake scan
+        with engine.begin() as conn:
+            known = conn.execute(
+                sa.text("select pseudonym from ops.user_pseudonyms where user_id = any(:ids)"), {"ids": ids}
+            ).scalars().all()
+            names = sorted({*pseudonymise_many(ids), *known})
+            removed = _erase_postgres(conn, ids, names)
+        removed.update(_erase_lake(ids, names))
     summary = dict(sorted(removed.items()))
     with engine.begin() as conn:
         conn.execute(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from fincoach.settings import get_settings
 
@@ -26,13 +26,22 @@ DECISION_TYPES: tuple[str, ...] = (
 )
 DECISION_OUTCOMES: tuple[str, ...] = ("completed", "abandoned")
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL (\\u0000) characters")
+    return value
+
+
 EventId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-SessionId = Annotated[str, Field(min_length=1, max_length=64)]
+SessionId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_no_nul)]
 UserId = Annotated[int, Field(gt=0, lt=2**63)]
 
 
 def _within_size(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(value, separators=(",", ":")).encode())
+    text = json.dumps(value, separators=(",", ":"))
+    if "\\u0000" in text:  # Postgres text and jsonb cannot hold NUL
+        raise ValueError("JSON must not contain NUL (\\u0000) characters")
+    size = len(text.encode())
     limit = get_settings().max_payload_bytes
     if size > limit:
         raise ValueError(f"{size} bytes of JSON, more than the limit of {limit} (FINCOACH_MAX_PAYLOAD_BYTES)")
@@ -67,7 +76,7 @@ class DecisionEvent(_Event):
     kind: Literal["decision"]
     decision_type: Literal[DECISION_TYPES]  # type: ignore[valid-type]
     amount: Annotated[float, Field(ge=0, lt=1e10, allow_inf_nan=False)] | None = None
-    category: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    category: Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_nul)] | None = None
     outcome: Literal[DECISION_OUTCOMES] | None = None  # type: ignore[valid-type]
 
 

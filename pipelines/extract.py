@@ -33,6 +33,7 @@ import json
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -43,7 +44,7 @@ import sqlalchemy as sa
 from fincoach.db import libpq_url
 from fincoach.settings import get_settings
 from pipelines import privacy, raw_lake
-from pipelines.quarantine import JSON_ARRAY_COLUMNS, JSON_OBJECT_COLUMNS, split_rows
+from pipelines.quarantine import JSON_ARRAY_COLUMNS, JSON_ARRAY_KEYS, JSON_OBJECT_COLUMNS, split_rows
 
 log = logging.getLogger(__name__)
 
@@ -161,26 +162,44 @@ _SQL_TYPES = {pa.int64(): "int8", pa.int32(): "int4", pa.float64(): "float8", pa
               pa.date32(): "date", _TS: "timestamptz"}
 
 
-def _read_rows(table: str, low: datetime | None, high: datetime) -> tuple[pa.Table, pa.Array | None]:
+_MIN_SLICE = 200_000  # primary keys per parallel read slice, at least
+
+
+def _fetch(sql: str, params: tuple) -> pa.Table:
+    with adbc.connect(libpq_url()) as conn, conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetch_arrow_table()
+        conn.commit()
+    return rows
+
+
+def _read_rows(conn: sa.Connection, table: str, low: datetime | None, high: datetime) -> tuple[pa.Table, pa.Array | None]:
     """(rows of app.<table> with low < updated_at <= high in primary-key order, the ids of app.users) as Arrow.
 
-    Read with ADBC (binary COPY straight into Arrow), both in one repeatable-read snapshot; numeric and jsonb
-    are cast in SQL to float8 and text so the declared Arrow types come out.
+    Read with ADBC (binary COPY straight into Arrow, no Python per row); a large table is read in
+    `settings.extract_workers` primary-key ranges at once, on as many connections. numeric and jsonb are cast
+    in SQL to float8 and text so the declared Arrow types come out.
     """
     schema = SCHEMAS[table]
+    pk = schema.names[0]
     cols = ", ".join(f'"{f.name}"::{_SQL_TYPES.get(f.type, "text")}' for f in schema)
+    lo_id, hi_id = conn.execute(sa.text(f'select min("{pk}"), max("{pk}") from app.{table}')).one()
+    workers = max(1, min(get_settings().extract_workers, ((hi_id or 0) - (lo_id or 0)) // _MIN_SLICE))
+    bounds = [] if lo_id is None else [lo_id - 1 + (hi_id - lo_id + 1) * i // workers for i in range(workers + 1)]
     where = f"{WATERMARK_COLUMN} <= $1" + (f" and {WATERMARK_COLUMN} > $2" if low is not None else "")
-    params = (high,) if low is None else (high, low)
-    with adbc.connect(libpq_url()) as conn, conn.cursor() as cursor:
-        cursor.execute("set transaction isolation level repeatable read")
-        cursor.execute(f'select {cols} from app.{table} where {where} order by "{schema.names[0]}"', params)
-        rows = cursor.fetch_arrow_table()
-        users = None
-        if table != "users" and "user_id" in schema.names:
-            cursor.execute("select user_id from app.users")
-            users = cursor.fetch_arrow_table().column(0).combine_chunks()
-        conn.commit()
-    return pa.Table.from_arrays(rows.columns, schema=schema) if rows.num_rows else schema.empty_table(), users
+    params: tuple = (high,) if low is None else (high, low)
+    queries = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        n = len(params)
+        queries.append((f'select {cols} from app.{table} where {where} and "{pk}" > ${n + 1} and "{pk}" <= ${n + 2} '
+                        f'order by "{pk}"', (*params, a, b)))
+    users_sql = None if table == "users" or "user_id" not in schema.names else "select user_id from app.users"
+    with ThreadPoolExecutor(len(queries) + 1) as pool:
+        users = pool.submit(_fetch, users_sql, ()) if users_sql else None
+        parts = [p for p in pool.map(lambda q: _fetch(*q), queries) if p.num_rows]
+        known = users.result().column(0).combine_chunks() if users else None
+    rows = pa.concat_tables([pa.Table.from_arrays(p.columns, schema=schema) for p in parts]) if parts else None
+    return rows if rows is not None else schema.empty_table(), known
 
 
 def _window(conn: sa.Connection, table: str, high: datetime) -> tuple[bool, datetime | None, datetime | None, datetime]:
@@ -212,7 +231,7 @@ def _to_lake(conn: sa.Connection, table: str, rows: pa.Table) -> pa.Table:
     """Rows as they may enter the lake: JSON scrubbed of PII, user_id replaced by its pseudonym."""
     for col in (*JSON_OBJECT_COLUMNS.get(table, ()), *JSON_ARRAY_COLUMNS.get(table, ())):
         i = rows.schema.get_field_index(col)
-        rows = rows.set_column(i, rows.schema.field(i), privacy.scrub_json_column(rows[col]))
+        rows = rows.set_column(i, rows.schema.field(i), privacy.scrub_json_column(rows[col], JSON_ARRAY_KEYS.get(col)))
     if "user_id" in rows.column_names:
         i = rows.schema.get_field_index("user_id")
         rows = rows.set_column(i, pa.field("user_id", pa.string(), nullable=False),
@@ -224,12 +243,17 @@ def extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id:
     """Extract one app table for the interval ending at `interval_end`; see the module docstring."""
     if table not in SCHEMAS:
         raise ValueError(f"unknown source table {table!r}; expected one of {', '.join(SOURCE_TABLES)}")
+    with raw_lake.lake_lock(engine):
+        return _extract_table(engine, table, interval_end, run_id)
+
+
+def _extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id: str) -> dict:
     high = interval_end.astimezone(UTC)
     clock = [time.perf_counter()]
     with engine.begin() as conn:
         _check_columns(conn, table)
         rerun, low, start, read_high = _window(conn, table, high)
-    rows, known_users = _read_rows(table, start, read_high)
+        rows, known_users = _read_rows(conn, table, start, read_high)
     clock.append(time.perf_counter())
     split = split_rows(table, rows, known_users, high)
     clock.append(time.perf_counter())
@@ -324,7 +348,9 @@ def extract_all(engine: sa.Engine, interval_end: datetime, run_id: str) -> dict[
     """
     _check_interval_end(interval_end)
     _check_run_id(run_id)
-    return {table: extract_table(engine, table, interval_end, run_id) for table in SOURCE_TABLES}
+    with ThreadPoolExecutor(max(1, get_settings().extract_workers)) as pool:  # tables are independent
+        futures = {table: pool.submit(extract_table, engine, table, interval_end, run_id) for table in SOURCE_TABLES}
+        return {table: future.result() for table, future in futures.items()}
 
 
 def backfill(engine: sa.Engine, start: datetime, end: datetime, run_id: str) -> dict[str, dict]:

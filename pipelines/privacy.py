@@ -83,22 +83,23 @@ def scrub_value(value: Any) -> Any:
     return _scrub(value, None)
 
 
-def scrub_json(text: str | None) -> str | None:
-    """JSON text with its PII removed; text that is not JSON is masked as a whole and kept as a JSON string."""
+def scrub_json(text: str | None, key: str | None = None) -> str | None:
+    """JSON text with its PII removed (`key`: the key the whole value stands under, e.g. "page" for a list
+    of pages); text that is not JSON becomes the JSON string "[redacted]"."""
     if text is None:
         return None
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
         return json.dumps(REDACTED)
-    return json.dumps(scrub_value(value), separators=(", ", ": "), ensure_ascii=False)
+    return json.dumps(_scrub(value, key), separators=(", ", ": "), ensure_ascii=False)
 
 
-def scrub_json_column(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+def scrub_json_column(column: pa.ChunkedArray | pa.Array, key: str | None = None) -> pa.Array:
     """A string column of JSON texts, scrubbed; each distinct value is scrubbed once (payloads repeat a lot)."""
     encoded = pc.dictionary_encode(column).combine_chunks() if isinstance(column, pa.ChunkedArray) \
         else pc.dictionary_encode(column)
-    cleaned = pa.array([scrub_json(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    cleaned = pa.array([scrub_json(v, key) for v in encoded.dictionary.to_pylist()], pa.string())
     return pc.take(cleaned, encoded.indices)
 
 
@@ -108,12 +109,13 @@ def pseudonymise_column(conn: sa.Connection | None, user_ids: pa.ChunkedArray | 
     distinct = pc.unique(ids)
     values = distinct.to_pylist()
     names = pseudonymise_many(values)
-    if conn is not None and values:
+    if conn is not None and values:  # in id order: concurrent extracts never wait on each other in a cycle
+        order = sorted(range(len(values)), key=values.__getitem__)
         conn.execute(
             sa.text(
                 "insert into ops.user_pseudonyms (user_id, pseudonym) "
                 "select * from unnest(cast(:ids as bigint[]), cast(:names as text[])) on conflict do nothing"
             ),
-            {"ids": values, "names": names},
+            {"ids": [values[i] for i in order], "names": [names[i] for i in order]},
         )
     return pc.take(pa.array(names, pa.string()), pc.index_in(ids, distinct))

@@ -27,6 +27,8 @@ JSON_OBJECT_COLUMNS: dict[str, tuple[str, ...]] = {
     "financial_decisions": ("context",),
 }
 JSON_ARRAY_COLUMNS: dict[str, tuple[str, ...]] = {"user_sessions": ("pages_visited",)}
+# The key the values of a JSON array column stand for, for the PII scrub (pipelines.privacy).
+JSON_ARRAY_KEYS: dict[str, str] = {"pages_visited": "page"}
 NON_NEGATIVE: dict[str, tuple[str, ...]] = {
     "users": ("monthly_income",),
     "goals": ("target_amount", "current_amount"),

@@ -8,15 +8,35 @@ partition of a key range hold exactly the given rows of its hour: partitions wit
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlalchemy as sa
 
 from fincoach import lake
 
 HOUR_US = 3_600_000_000
 WATERMARK_COLUMN = "updated_at"
+_LAKE_LOCK = 7_341_005  # advisory lock: extracts share it, an erasure holds it alone
+
+
+@contextmanager
+def lake_lock(engine: sa.Engine, exclusive: bool = False) -> Iterator[None]:
+    """Hold the lake lock: shared by extracts, exclusive for an erasure, so no extract that read a user's
+    rows before their deletion writes them after the erasure scanned the lake."""
+    with engine.connect() as conn:
+        fn = "pg_advisory_lock" if exclusive else "pg_advisory_lock_shared"
+        conn.execute(sa.text(f"select {fn}(:k)"), {"k": _LAKE_LOCK})
+        conn.commit()
+        try:
+            yield
+        finally:
+            unlock = "pg_advisory_unlock" if exclusive else "pg_advisory_unlock_shared"
+            conn.execute(sa.text(f"select {unlock}(:k)"), {"k": _LAKE_LOCK})
+            conn.commit()
 
 
 def hour_key(t: datetime) -> int:
@@ -83,7 +103,7 @@ def replace_hours(
     offset = 0
     for run in pc.value_counts(keys).to_pylist():  # keys are sorted: counts come in key order
         key, length = run["values"], run["counts"]
-        part = rows.slice(offset, length)
+        part = rows.slice(offset, length).combine_chunks()  # one layout, however the rows were read
         offset += length
         with_rows.append(key)
         written[key] = (lake.replace_partition(part, partition(layer, table, key), f"{run_id}.parquet"), length)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from fincoach import lake
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_ROOT = "features"
 SNAPSHOT_FILE = "features.parquet"
@@ -24,9 +27,11 @@ def published_snapshots(before: datetime | None = None) -> list[tuple[datetime, 
     """(as_of, relpath of the file) of every published snapshot, oldest first, optionally as_of <= before."""
     found = []
     for name in lake.list_dirs(SNAPSHOT_ROOT):
-        if not name.startswith("as_of="):
+        try:
+            as_of = datetime.strptime(name.removeprefix("as_of="), _FORMAT).replace(tzinfo=UTC)
+        except ValueError:  # not a snapshot folder (written by hand or another tool): not ours to read
+            log.warning("ignoring %s/%s: not named as_of=%s", SNAPSHOT_ROOT, name, _FORMAT)
             continue
-        as_of = datetime.strptime(name.removeprefix("as_of="), _FORMAT).replace(tzinfo=UTC)
         relpath = f"{SNAPSHOT_ROOT}/{name}/{SNAPSHOT_FILE}"
         if (before is None or as_of <= before) and lake.exists(relpath):
             found.append((as_of, relpath))

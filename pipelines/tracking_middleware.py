@@ -103,9 +103,12 @@ class EventSender:
             self.stats["failed_posts"] += 1
             log.warning("tracking: ingestion API answered %d: %s", response.status_code, response.text[:200])
             return False
-        body = response.json() if response.status_code in (200, 422) else {}
+        try:
+            body = response.json() if response.status_code in (200, 422) else {}
+        except ValueError:  # not JSON (a proxy's error page): the batch was still delivered
+            body = {}
         self.stats["sent"] += len(batch)
-        self.stats["rejected"] += len(body.get("rejected", []))
+        self.stats["rejected"] += len(body.get("rejected", [])) if isinstance(body, dict) else 0
         return True
 
     def _run(self) -> None:

@@ -57,7 +57,7 @@ def platform(clean_db):
     extract_all(clean_db, now, "run-1")
     users = list(range(1, 31))
     # a feature snapshot keyed by app id (today) and recommendations keyed by pseudonym (after the merge)
-    lake.write_parquet(pa.table({"user_id": users, "x": [1.0] * 30}), "features/as_of=2026-03-01/features.parquet")
+    lake.write_parquet(pa.table({"user_id": users, "x": [1.0] * 30}), "features/as_of=2026-03-01T000000/features.parquet")
     lake.write_parquet(pa.table({"user_id": [pseudonymise(u) for u in users], "rank": [1] * 30}),
                        "recommendations/dt=2026-03-01/run-1.parquet")
     with clean_db.begin() as conn:
@@ -106,3 +106,18 @@ def test_queued_requests_are_processed_by_the_hourly_task_once(platform):
     with platform.connect() as conn:
         left = conn.execute(sa.text("select count(*) from app.users where user_id in (7, 8)")).scalar_one()
     assert left == 0
+
+
+def test_an_erasure_waits_for_a_running_extract_to_finish_writing(platform):
+    import threading
+
+    from pipelines.raw_lake import lake_lock
+
+    request_erasure(platform, 9)
+    done = threading.Event()
+    with lake_lock(platform):  # an extract in progress
+        worker = threading.Thread(target=lambda: (process_erasure_requests(platform), done.set()), daemon=True)
+        worker.start()
+        assert not done.wait(0.5)
+    worker.join(30)
+    assert done.is_set()

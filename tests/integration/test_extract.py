@@ -68,6 +68,9 @@ def test_first_run_extracts_every_row_into_the_hour_of_the_interval(seeded):
     assert users[6]["monthly_income"] == float(user.monthly_income)
     assert users[6]["created_at"] == user.created_at
     assert lake.read_table(result["user_events"]["partition"]).column("event_data")[0].as_py() == event
+    with seeded.connect() as conn:
+        pages = conn.execute(sa.text("select pages_visited::text from app.user_sessions order by id")).scalars().all()
+    assert lake.read_table(result["user_sessions"]["partition"]).column("pages_visited").to_pylist() == pages
 
 
 def test_parquet_files_have_the_declared_schema(seeded):

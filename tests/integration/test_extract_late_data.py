@@ -10,7 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from fincoach import lake
+from fincoach.cli import main
 from fincoach.pseudonym import pseudonymise
+from fincoach.settings import reload_settings
 from pipelines import raw_lake
 from pipelines.extract import SOURCE_TABLES, backfill, extract_all
 
@@ -145,16 +147,22 @@ def test_no_pii_and_no_app_user_ids_reach_the_lake(users):
     assert mapping == {u: pseudonymise(u) for u in (1, 2, 3)}
 
 
-def test_rerun_of_an_hour_and_backfill_of_the_range_rewrite_the_same_bytes(users):
+def test_rerun_of_an_hour_and_backfill_of_the_range_rewrite_the_same_bytes(users, monkeypatch):
     _hourly_runs_with_late_and_bad_rows(users)
     hourly = _snapshot()
     assert len(hourly) >= 6  # users, events of three hours, decisions, and quarantine
     extract_all(users, T0 + 2 * H, "rerun")
     assert _snapshot() == hourly
+    # the backfill reads every table in 3 primary-key slices on 3 connections: still the same bytes
+    monkeypatch.setenv("FINCOACH_EXTRACT_WORKERS", "3")
+    reload_settings()
+    monkeypatch.setattr("pipelines.extract._MIN_SLICE", 1)
     _wipe_lake()
     with users.begin() as conn:
         conn.execute(sa.text("truncate ops.extract_runs, ops.quarantine_counts"))
     totals = backfill(users, T0, T0 + 4 * H, "backfill")
+    monkeypatch.delenv("FINCOACH_EXTRACT_WORKERS")
+    reload_settings()
     assert totals["user_events"]["intervals"] == 4
     assert _snapshot() == hourly
 
@@ -165,5 +173,5 @@ def test_a_row_later_than_the_overlap_is_missed_hourly_and_caught_by_a_backfill(
         _event(conn, 2, T0 + dt.timedelta(minutes=40))  # four hours late
     extract_all(users, T0 + 5 * H, "hourly-5")
     assert len(_hour_rows("user_events", T0 + H)) == 4
-    backfill(users, T0, T0 + 5 * H, "backfill")
+    assert main(["backfill-extract", T0.isoformat(), (T0 + 5 * H).isoformat()]) == 0
     assert len(_hour_rows("user_events", T0 + H)) == 5

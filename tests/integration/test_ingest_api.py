@@ -7,6 +7,8 @@ import datetime as dt
 import httpx
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fincoach.settings import reload_settings
 from pipelines.ingest_api import create_app
@@ -103,3 +105,49 @@ def test_requests_without_a_key_or_too_large_or_not_json_get_a_clear_4xx(api, cl
     assert oversized.status_code == 422 and oversized.json()["rejected"][0]["field"] == "event_data"
     assert _rows(clean_db, "select count(*) from app.user_events") == [(0,)]
     assert httpx.get(f"{api}/healthz").json() == {"status": "ok", "auth": "on"}
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+_fields = st.fixed_dictionaries({}, optional={
+    "kind": st.sampled_from(["interaction", "decision", "session_start", "session_end", "x"]) | _json,
+    "event_id": st.text(max_size=70) | _json, "user_id": st.integers(-5, 5) | _json,
+    "timestamp": st.sampled_from([NOW.isoformat(), "2026-03-01T12:00:00", "yesterday"]) | _json,
+    "event_type": st.sampled_from(["page_view", "click", "nope"]) | _json, "event_data": _json,
+    "decision_type": st.sampled_from(["set_budget", "invest"]) | _json, "amount": _json, "context": _json,
+    "session_id": _json, "outcome": _json, "category": _json,
+})
+
+
+_valid_ish = st.builds(
+    lambda i, user, session, data, ctx, kind: {
+        "kind": kind, "event_id": f"fz-{i}", "user_id": user, "timestamp": NOW.isoformat(), "session_id": session,
+        "context": ctx, **({"event_type": "page_view", "event_data": data} if kind == "interaction"
+                           else {"decision_type": "invest", "category": session, "amount": 1.5} if kind == "decision"
+                           else {}),
+    },
+    st.integers(0, 10**6), st.integers(1, 4), st.text(min_size=1, max_size=64),
+    st.dictionaries(st.text(max_size=10), st.text(max_size=20) | st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=10), _json, max_size=2),
+    st.sampled_from(["interaction", "decision", "session_start", "session_end"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(_valid_ish | _fields | _json, min_size=1, max_size=5))
+def test_any_batch_gets_a_2xx_or_4xx_never_a_5xx(api, batch):
+    r = _post(api, batch)
+    assert r.status_code in (200, 422), r.text
+    body = r.json()
+    assert body["accepted"] + len(body["rejected"]) == len(batch)
+    assert body["stored"] + body["duplicates"] + body["opted_out"] == body["accepted"]
+
+
+def test_text_postgres_cannot_store_is_rejected_not_a_5xx(api, clean_db):
+    r = _post(api, [_view(1, session_id="a\x00b"), _view(2, event_data={"page": "x\x00"}), _view(3)])
+    assert r.status_code == 422, r.text
+    assert [(x["index"], x["field"]) for x in r.json()["rejected"]] == [(0, "session_id"), (1, "event_data")]
+    assert r.json()["stored"] == 1

@@ -34,6 +34,7 @@ def test_latest_snapshot_is_the_newest_at_or_before_the_time_asked():
     t1, t2 = datetime(2026, 3, 1, 10, tzinfo=UTC), datetime(2026, 3, 1, 11, tzinfo=UTC)
     _publish(t1, 0.0)
     _publish(t2, 0.0)
+    lake.write_parquet(pa.table({"user_id": [1]}), "features/as_of=2026-03-01/features.parquet")  # stray folder
     assert latest_snapshot_uri(datetime(2026, 3, 1, 10, 30, tzinfo=UTC)).endswith("as_of=2026-03-01T100000/features.parquet")
     assert latest_snapshot_uri(datetime(2026, 3, 2, tzinfo=UTC)).endswith("as_of=2026-03-01T110000/features.parquet")
     with pytest.raises(NoSnapshotError, match="run the fincoach_hourly DAG first"):

@@ -1,4 +1,4 @@
-"""PII scrubbing and row checks of the extract, on values and Arrow tables (no database)."""
+"""PII scrubbing, row checks and hour keys of the extract, on values and Arrow tables (no database)."""
 
 import datetime as dt
 import json
@@ -34,6 +34,7 @@ def test_free_text_survives_only_under_allow_listed_keys():
         "phone": REDACTED, "delta": 25, "tags": [REDACTED, REDACTED], "ok": True,
     }
     assert json.loads(scrub_json('"a bare string with a@b.cd"')) == REDACTED
+    assert json.loads(scrub_json('["home", "a@b.cd"]', key="page")) == ["home", "[email]"]  # pages_visited
 
 
 def test_unknown_users_are_quarantined_and_counts_reconcile():
@@ -45,3 +46,14 @@ def test_unknown_users_are_quarantined_and_counts_reconcile():
     assert split.accepted.column("id").to_pylist() == [1]
     assert split.quarantined.column("reason").to_pylist() == ["unknown_user:user_id", "future_timestamp:occurred_at"]
     assert split.counts == {"extracted": 3, "accepted": 1, "quarantined": 2}
+
+
+def test_an_instant_on_the_hour_belongs_to_the_hour_before_it():
+    from pipelines import raw_lake
+
+    on = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    assert raw_lake.partition("raw", "t", raw_lake.hour_key(on)) == "raw/t/dt=2026-03-01/hour=11"
+    assert raw_lake.hour_key(on + dt.timedelta(microseconds=1)) == raw_lake.hour_key(on) + 1
+    ts = pa.array([on, on + dt.timedelta(microseconds=1)], pa.timestamp("us", "UTC"))
+    assert raw_lake.row_keys(pa.table({"updated_at": ts})).to_pylist() == [raw_lake.hour_key(on), raw_lake.hour_key(on) + 1]
+    assert raw_lake.hour_start(raw_lake.hour_key(on)) == on - dt.timedelta(hours=1)
