@@ -35,5 +35,6 @@ def test_dagbag_loads_the_four_dags_without_import_errors_or_heavy_imports(engin
     ]
     assert parsed["heavy"] == []
     assert parsed["tasks"]["fincoach_hourly"] == sorted(
-        ["extract", "validate_raw", "dbt_build", "build_features", "validate_features", "publish_features"]
+        ["extract", "validate_raw", "dbt_build", "build_features", "validate_features", "publish_features",
+         "feature_predictiveness"]
     )
