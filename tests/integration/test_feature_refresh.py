@@ -18,6 +18,18 @@ from pipelines.features import build_features, load_snapshot, publish_features
 pytestmark = pytest.mark.slow
 
 
+def _spend(conn: sa.Connection, users: tuple[int, ...], amount: float, category: str, at: dt.datetime) -> None:
+    """A purchase on each user's checking account at `at`; the backend moves the balance with it."""
+    params = {"users": list(users), "amount": amount, "category": category, "at": at}
+    conn.execute(sa.text(
+        "insert into app.transactions (user_id, account_id, amount, category, is_impulse, occurred_at) "
+        "select user_id, account_id, :amount, :category, false, :at from app.accounts "
+        "where account_type = 'checking' and user_id = any(:users)"
+    ), params)
+    conn.execute(sa.text("update app.accounts set current_balance = current_balance + :amount "
+                         "where account_type = 'checking' and user_id = any(:users)"), params)
+
+
 def _frame(result: dict):
     return load_snapshot(result["staging_path"]).set_index("user_id")
 
@@ -33,20 +45,8 @@ def test_incremental_refresh_equals_a_full_build_of_the_same_as_of(clean_db):
     publish_features(build_features(clean_db, t0, "refresh-0"), "refresh-0")
 
     with clean_db.begin() as conn:  # an hour of activity: new, late and changed rows
-        conn.execute(sa.text(
-            "insert into app.transactions (user_id, account_id, amount, category, is_impulse, occurred_at) "
-            "select user_id, account_id, -50, 'dining', true, :at from app.accounts "
-            "where account_type = 'checking' and user_id in (1, 2)"
-        ), {"at": t0 + dt.timedelta(minutes=5)})
-        conn.execute(sa.text(
-            "insert into app.transactions (user_id, account_id, amount, category, is_impulse, occurred_at) "
-            "select user_id, account_id, -70, 'groceries', false, :at from app.accounts "
-            "where account_type = 'checking' and user_id = 3"
-        ), {"at": t0 - dt.timedelta(hours=2)})  # late: happened before t0, arrives after it
-        conn.execute(sa.text("update app.accounts set current_balance = current_balance - 50 "
-                             "where account_type = 'checking' and user_id in (1, 2)"))
-        conn.execute(sa.text("update app.accounts set current_balance = current_balance - 70 "
-                             "where account_type = 'checking' and user_id = 3"))
+        _spend(conn, (1, 2), -50, "dining", t0 + dt.timedelta(minutes=5))
+        _spend(conn, (3,), -70, "groceries", t0 - dt.timedelta(hours=2))  # late: happened before t0, arrives after
         conn.execute(sa.text(
             "insert into app.user_sessions (user_id, session_id, start_time, end_time) values (4, 'new-s', :s, :e)"
         ), {"s": t0 + dt.timedelta(minutes=1), "e": t0 + dt.timedelta(minutes=9)})
