@@ -7,6 +7,8 @@ the events → extract the app's new rows (by watermark, with an overlap for lat
 (Great Expectations) → `dbt build` the analytics schema → compute the features as of the interval end →
 validate them → publish the snapshot (lake `features/as_of=…` and `features.user_features_latest`),
 which updates the asset `fincoach_features`. A failed critical expectation stops everything downstream.
+Within a UTC day the features are refreshed incrementally (only users with new rows are recomputed); the
+first run of a day also writes the predictiveness report of the snapshot 30 days back.
 Every task is idempotent for its data interval.
 """
 
@@ -72,9 +74,10 @@ def fincoach_hourly():
     def build_features(dbt_result: dict) -> dict:
         from fincoach.db import get_engine
         from fincoach.orchestration import interval_end, run_id, run_step
-        from pipelines.features import build_features
+        from pipelines.feature_refresh import refresh_features
 
-        return run_step("build_features", build_features, get_engine(), interval_end(), run_id())
+        # incremental within a UTC day (only the users that changed), a full build otherwise
+        return run_step("build_features", refresh_features, get_engine(), interval_end(), run_id())
 
     @task
     def validate_features(built: dict) -> dict:
@@ -91,9 +94,17 @@ def fincoach_hourly():
 
         return run_step("publish_features", publish_features, built, run_id())
 
+    @task
+    def feature_predictiveness(published: dict) -> dict:
+        from fincoach.db import get_engine
+        from fincoach.orchestration import interval_end, run_id, run_step
+        from pipelines.predictiveness import daily_report
+
+        return run_step("feature_predictiveness", daily_report, get_engine(), interval_end(), run_id())
+
     extracted = extract()
     build_sessions(process_erasures()) >> extracted
-    publish_features(validate_features(build_features(dbt_build(validate_raw(extracted)))))
+    feature_predictiveness(publish_features(validate_features(build_features(dbt_build(validate_raw(extracted))))))
 
 
 fincoach_hourly()

@@ -201,7 +201,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
     with console.status("dbt docs generate"):
         index = Path(generate_docs())
     if args.no_serve:
-        console.print(str(index))
+        console.print(str(index), soft_wrap=True, highlight=False)
         return 0
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(index.parent))
     with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:

@@ -100,11 +100,14 @@ def _build(run_id: str, full_refresh: bool) -> dict:
         raise AnalyticsBuildError(f"dbt build did not run (run {run_id}): {res.exception}") from res.exception
 
     counts = {"models": 0, "tests_passed": 0, "tests_failed": 0, "tests_warned": 0, "skipped": 0}
+    busy = {"model": 0.0, "test": 0.0}  # summed node times (threads overlap them)
     failed: list[str] = []
     for node_result in res.result.results:
         node = node_result.node
         status = str(node_result.status)
         kind = str(node.resource_type)
+        if kind in busy:
+            busy[kind] += float(node_result.execution_time or 0.0)
         if status in _FAILED:
             failed.append(f"{kind} {node.name}: {status}" + (f" ({node_result.message})" if node_result.message else ""))
         if status == "skipped":
@@ -119,7 +122,8 @@ def _build(run_id: str, full_refresh: bool) -> dict:
             elif status in _FAILED:
                 counts["tests_failed"] += 1
     summary = {
-        **counts, "seconds": seconds, "run_id": run_id, "full_refresh": full_refresh,
+        **counts, "seconds": seconds, "model_seconds": round(busy["model"], 2), "test_seconds": round(busy["test"], 2),
+        "run_id": run_id, "full_refresh": full_refresh,
         "success": bool(res.success) and not failed,
     }
     if not summary["success"]:

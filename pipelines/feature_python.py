@@ -40,7 +40,7 @@ def _per_user(values: pd.Series, index: pd.Index, fill: float = 0.0) -> pd.Serie
     return values.reindex(index).fillna(fill).astype(float)
 
 
-class _Reader:
+class Reader:
     """Reads of one build: every query is limited to the users asked for (all when None)."""
 
     def __init__(self, conn: sa.Connection, user_ids: list[int] | None) -> None:
@@ -53,7 +53,7 @@ class _Reader:
         return read(self.conn, sql.format(users=where), times, **params)
 
 
-def _money(out: pd.DataFrame, q: _Reader, as_of: datetime, monthly: pd.DataFrame, users: pd.DataFrame) -> None:
+def _money(out: pd.DataFrame, q: Reader, as_of: datetime, monthly: pd.DataFrame, users: pd.DataFrame) -> None:
     start, end = fm.window_bounds(as_of)
     since = min(start, as_of - timedelta(days=fm.PAYDAY_LOOKBACK_DAYS))
     tx = q(
@@ -120,7 +120,8 @@ def _money(out: pd.DataFrame, q: _Reader, as_of: datetime, monthly: pd.DataFrame
     out["saving_streak_weeks"] = fm.saving_streak_weeks(matrix.to_numpy(dtype=bool))
 
 
-def _goals(out: pd.DataFrame, q: _Reader, as_of: datetime) -> None:
+def goal_features(out: pd.DataFrame, q: Reader, as_of: datetime) -> None:
+    """goal_progress, has_active_goal, goal_pace_ratio, goals_achieved of the users of `out` (in place)."""
     goals = q(
         "select user_id, goal_status, (current_amount / target_amount)::float8 as progress, created_at, "
         "target_date from analytics.stg_app__goals where created_at <= :as_of {users}",
@@ -139,7 +140,7 @@ def _goals(out: pd.DataFrame, q: _Reader, as_of: datetime) -> None:
     out["goals_achieved"] = _per_user(achieved.groupby("user_id").size(), out.index)
 
 
-def _engagement(out: pd.DataFrame, q: _Reader, as_of: datetime) -> None:
+def _engagement(out: pd.DataFrame, q: Reader, as_of: datetime) -> None:
     month_ago = as_of - timedelta(days=fm.WINDOW_DAYS)
     sessions = q(
         "select user_id, started_at, ended_at from analytics.stg_app__user_sessions "
@@ -170,7 +171,7 @@ def _engagement(out: pd.DataFrame, q: _Reader, as_of: datetime) -> None:
     out["clicks_per_session"] = fm.ratio(_per_user(events.events, out.index), n_sessions)
 
 
-def _nudges(out: pd.DataFrame, q: _Reader, as_of: datetime) -> None:
+def _nudges(out: pd.DataFrame, q: Reader, as_of: datetime) -> None:
     nudges = q(
         "select user_id, served_at, "
         "coalesce(response = 'accepted' and coalesce(responded_at, served_at) <= :as_of, false) as accepted "
@@ -215,9 +216,9 @@ def python_features(
 ) -> pd.DataFrame:
     """Every python: feature of `users` (indexed by user_id) as of `as_of`; `monthly` holds the dbt: features."""
     out = pd.DataFrame(index=users.index)
-    q = _Reader(conn, user_ids)
+    q = Reader(conn, user_ids)
     _money(out, q, as_of, monthly, users)
-    _goals(out, q, as_of)
+    goal_features(out, q, as_of)
     _engagement(out, q, as_of)
     _nudges(out, q, as_of)
     out["age"] = (as_of.year - users.birth_year).astype(float)

@@ -170,3 +170,16 @@ def report_predictiveness(engine: Engine, as_of: datetime, run_id: str) -> dict:
         "mlflow_run_id": mlflow_run,
         "top": {o: top[top.outcome == o].feature.tolist() for o in sorted(set(top.outcome))},
     }
+
+
+def daily_report(engine: Engine, interval_end: datetime, run_id: str) -> dict:
+    """The hourly DAG's step: at the first run of a UTC day, report the as_of 30 days before; else skip."""
+    interval_end = as_utc(interval_end)
+    if interval_end.hour != 0:
+        return {"skipped": "the report runs once a day, in the run ending at 00:00 UTC"}
+    as_of = interval_end - timedelta(days=HORIZON_DAYS)
+    try:
+        return report_predictiveness(engine, as_of, run_id)
+    except PredictivenessError as exc:  # a young platform: nothing 30 days old yet
+        log.warning("predictiveness skipped: %s", exc)
+        return {"skipped": str(exc)}

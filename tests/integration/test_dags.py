@@ -36,5 +36,5 @@ def test_dagbag_loads_the_four_dags_without_import_errors_or_heavy_imports(engin
     assert parsed["heavy"] == []
     assert parsed["tasks"]["fincoach_hourly"] == sorted(
         ["process_erasures", "build_sessions", "extract", "validate_raw", "dbt_build", "build_features",
-         "validate_features", "publish_features"]
+         "validate_features", "publish_features", "feature_predictiveness"]
     )

@@ -207,3 +207,14 @@ def test_docs_describe_every_model_and_every_built_column(clean_db):
     assert undocumented == []
     sources = [s for s in manifest["sources"].values() if s["package_name"] == "fincoach"]
     assert sources and all(s["freshness"]["error_after"]["count"] for s in sources)
+
+
+def test_fincoach_docs_generates_the_docs_an_analyst_opens(clean_db):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "fincoach.cli", "docs", "--no-serve"],
+                         capture_output=True, text=True, check=False, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    index = out.stdout.strip().splitlines()[-1]
+    assert index.endswith("index.html") and str(DBT_PROJECT_DIR) not in index
