@@ -51,7 +51,7 @@ class DQNArgs:
     num_envs_per_env_runner: int = 16  # users simulated side by side, one batched forward pass (RLlib: 1)
     rollout_fragment_length: int = 8  # steps per env and sampling call, 128 in all (RLlib: "auto" = n_step)
     train_batch_size_per_learner: int = 256  # transitions per gradient step (RLlib DQN: 32)
-    training_intensity: float = 1.0  # replayed / sampled transitions (RLlib: None = batch / fragment)
+    training_intensity: float = 2.0  # replayed / sampled transitions (RLlib: None = batch / fragment)
     replay_capacity: int = 50_000  # transitions in the replay buffer (RLlib: 50_000)
     prioritized_replay: bool = True  # PrioritizedEpisodeReplayBuffer (RLlib: True), else uniform episodes
     per_alpha: float = 0.6  # priority exponent (RLlib: 0.6)
