@@ -44,6 +44,9 @@ class DQNArgs:
     dueling: bool = True  # Q = V + A - mean(A) (RLlib: True)
     double_q: bool = True  # bootstrap action from the online net, value from the target net (RLlib: True)
     action_masking: bool = True  # masked actions get Q = -inf in training and exploration (RLlib: none)
+    # Multi-objective reward weights {component: weight} handed to the env as env_config["reward_weights"];
+    # None: the env's own (settings). Components: training.simulator.REWARD_COMPONENTS.
+    reward_weights: dict[str, float] | None = None
     gamma: float = 0.95  # discount; episodes are 12 weeks (RLlib: 0.99)
     lr: float = 1e-3  # Adam learning rate (RLlib DQN: 5e-4)
     n_step: int = 3  # n-step returns: a nudge pays off over the following weeks (RLlib: 1)
@@ -90,7 +93,12 @@ def build_config(users: Any, args: DQNArgs) -> Any:
         # No env seed here: RLlib seeds every sub-environment itself from debugging(seed=...).
         .environment(
             "fincoach-coaching",
-            env_config={"users": raw_matrix(users), "horizon": args.horizon, "action_masking": args.action_masking},
+            env_config={
+                "users": raw_matrix(users),
+                "horizon": args.horizon,
+                "action_masking": args.action_masking,
+                **({"reward_weights": dict(args.reward_weights)} if args.reward_weights else {}),
+            },
         )
         .framework("torch")
         .env_runners(

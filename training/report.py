@@ -1,6 +1,7 @@
 """The evaluation report in MLflow: metrics with plain names, tables (JSON + CSV) and PNG plots.
 
-Metric names: `eval/<policy>_mean_reward`, `_ci_low`, `_ci_high`, `_relevance`, `_nudge_rate`;
+Metric names: `eval/<policy>_mean_reward`, `_ci_low`, `_ci_high`, `_relevance`, `_nudge_rate`,
+`eval/<policy>_segment/<kind>/<segment>` (mean return of the segment, e.g. `archetype/spender`);
 `eval/<policy>_vs_rules_diff` (+ `_ci_low`, `_ci_high`, `_p`); `ope/<policy>_<estimator>` and
 `ope/<policy>_<estimator>_abs_error`. Plots under `plots/`, tables under `tables/`.
 """
@@ -23,6 +24,11 @@ def eval_metrics(report: dict, ope: dict | None) -> dict[str, float]:
                 out[f"eval/{who}_{key}"] = float(s[key])
         out |= {f"eval/{who}_component/{k}": float(v) for k, v in s["components"].items()}
         out |= {f"eval/{who}_action_mix/{k}": float(v) for k, v in s["action_mix"].items()}
+        out |= {
+            f"eval/{who}_segment/{kind}/{name}": float(row["mean"])
+            for kind, rows in s["segments"].items()
+            for name, row in rows.items()
+        }
     ref = report["reference"]
     for who, c in report["vs_reference"].items():
         out[f"eval/{who}_vs_{ref}_diff"] = c["diff_mean"]
