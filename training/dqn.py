@@ -133,7 +133,7 @@ def build_config(users: Any, args: DQNArgs) -> Any:
     return config
 
 
-def _start_ray() -> bool:
+def start_ray() -> bool:
     """Connect to RAY_ADDRESS or start a local Ray; True if this call started it (so we stop it)."""
     import ray
 
@@ -182,7 +182,7 @@ def train_dqn(
         NUM_ENV_STEPS_SAMPLED_LIFETIME,
     )
 
-    started = _start_ray()
+    started = start_ray()
     algo = None
     try:
         algo = (config or build_config(users, args)).build_algo()

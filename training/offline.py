@@ -100,10 +100,10 @@ def pretrain_bc(rows: pd.DataFrame, args: OfflineArgs) -> tuple[Any, dict]:
     import gymnasium as gym
     from ray.rllib.algorithms.bc import BCConfig
 
-    from training.dqn import _start_ray
+    from training.dqn import start_ray
 
     clip = np.array([f.clip for f in FEATURES], dtype=np.float32)
-    started = _start_ray()
+    started = start_ray()
     algo = None
     with tempfile.TemporaryDirectory(prefix="fincoach-offline-") as tmp:
         path = Path(tmp) / "interactions.parquet"
