@@ -58,8 +58,10 @@ def read_interactions(engine: sa.Engine) -> pd.DataFrame:
         return pd.read_sql(query, conn)
 
 
-def offline_rows(interactions: pd.DataFrame, snapshot: pd.DataFrame, accepted_only: bool) -> tuple[pd.DataFrame, dict]:
-    """RLlib offline rows from logged interactions and the snapshot; counts that reconcile with the input."""
+def match_interactions(
+    interactions: pd.DataFrame, snapshot: pd.DataFrame
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
+    """(usable interactions, their users' raw features from the snapshot, counts that reconcile)."""
     counts = {"logged": len(interactions)}
     valid = interactions["action_id"].between(0, N_ACTIONS - 1)
     counts["rejected_unknown_action"] = int((~valid).sum())
@@ -67,15 +69,21 @@ def offline_rows(interactions: pd.DataFrame, snapshot: pd.DataFrame, accepted_on
     known = rows["user_id"].isin(snapshot["user_id"])
     counts["rejected_user_not_in_snapshot"] = int((~known).sum())
     rows = rows[known]
+    features = snapshot.drop_duplicates("user_id").set_index("user_id")
+    return rows, raw_matrix(features.loc[rows["user_id"]].reset_index()), counts
+
+
+def offline_rows(interactions: pd.DataFrame, snapshot: pd.DataFrame, accepted_only: bool) -> tuple[pd.DataFrame, dict]:
+    """RLlib offline rows from logged interactions and the snapshot; counts that reconcile with the input."""
+    rows, raw, counts = match_interactions(interactions, snapshot)
     if accepted_only:
-        keep = (rows["response"] == "accepted") | (rows["action_id"] == NO_ACTION)
+        keep = ((rows["response"] == "accepted") | (rows["action_id"] == NO_ACTION)).to_numpy()
         counts["skipped_not_accepted"] = int((~keep).sum())
-        rows = rows[keep]
+        rows, raw = rows[keep], raw[keep]
     counts["used"] = len(rows)
     if rows.empty:
         raise OfflineDataError(f"no logged interaction is usable for pretraining: {counts}")
-    features = snapshot.drop_duplicates("user_id").set_index("user_id")
-    obs = normalise(raw_matrix(features.loc[rows["user_id"]].reset_index()))
+    obs = normalise(raw)
     t = rows.groupby("user_id").cumcount().to_numpy()
     last = rows.groupby("user_id")["served_at"].transform("count").to_numpy() - 1 == t
     frame = pd.DataFrame(

@@ -3,7 +3,7 @@
 Metric names: `eval/<policy>_mean_reward`, `_ci_low`, `_ci_high`, `_relevance`, `_nudge_rate`,
 `eval/<policy>_segment/<kind>/<segment>` (mean return of the segment, e.g. `archetype/spender`);
 `eval/<policy>_vs_rules_diff` (+ `_ci_low`, `_ci_high`, `_p`); `ope/<policy>_<estimator>` and
-`ope/<policy>_<estimator>_abs_error`. Plots under `plots/`, tables under `tables/`.
+`ope/<policy>_<estimator>_abs_error` (simulated log); `ope_served/<policy>_<estimator>` (served log). Plots under `plots/`, tables under `tables/`.
 """
 
 from __future__ import annotations
@@ -146,15 +146,28 @@ def figures(report: dict, ope: dict | None, curve: list[dict] | None) -> dict[st
     return figs
 
 
-def log_report(run_id: str, report: dict, ope: dict | None, curve: list[dict] | None) -> None:
+def served_metrics(served: dict | None) -> dict[str, float]:
+    """`ope_served/<policy>_<estimator>` (acceptance rate) and `ope_served/used` from the served log."""
+    out: dict[str, float] = {}
+    for who, est in (served or {}).items():
+        if who == "counts":
+            out["ope_served/used"] = float(est["used"])
+            continue
+        out |= {f"ope_served/{who}_{name}": float(est[name]["value"]) for name in ("ips", "snips", "dm", "dr")}
+    return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+def log_report(
+    run_id: str, report: dict, ope: dict | None, curve: list[dict] | None, served: dict | None = None
+) -> None:
     """Log metrics, tables and plots of an evaluation onto MLflow run `run_id`."""
     import matplotlib.pyplot as plt
     import mlflow
 
     client = mlflow.MlflowClient()
-    metrics = eval_metrics(report, ope)
+    metrics = eval_metrics(report, ope) | served_metrics(served)
     client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, 0, 0) for k, v in metrics.items()])
-    client.log_dict(run_id, {"report": report, "ope": ope}, "evaluation.json")
+    client.log_dict(run_id, {"report": report, "ope": ope, "ope_served": served}, "evaluation.json")
     tables = {"policies": policy_table(report), "segments": segment_table(report)}
     if ope:
         tables["ope"] = ope_table(ope)

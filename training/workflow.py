@@ -245,7 +245,8 @@ def evaluate_candidate(train_result: dict) -> dict:
     from training.evaluation_run import run_evaluation
 
     configure_mlflow()
-    train_users, eval_users = split_users(read_snapshot(train_result["features_uri"]))
+    frame = read_snapshot(train_result["features_uri"])
+    train_users, eval_users = split_users(frame)
     candidate = load_registered_policy(train_result["model_uri"])
     champion_policy, champion_version, champion_error = load_champion()
     run_id = train_result["mlflow_run_id"]
@@ -255,7 +256,7 @@ def evaluate_candidate(train_result: dict) -> dict:
         {"iteration": m.step, "env_steps": steps.get(m.step, m.step), "episode_return_mean": m.value}
         for m in client.get_metric_history(run_id, "train/episode_return_mean")
     ]
-    result = run_evaluation(candidate, champion_policy, train_users, eval_users, run_id, curve)
+    result = run_evaluation(candidate, champion_policy, train_users, eval_users, run_id, curve, frame)
     report = result["report"]
     client.set_tag(run_id, "eval.champion_version", champion_version or "none")
     client.set_tag(run_id, "eval.holdout_archetypes", ",".join(holdout_archetypes()))
@@ -272,6 +273,7 @@ def evaluate_candidate(train_result: dict) -> dict:
             a: policies["candidate"]["segments"]["archetype"].get(a) for a in holdout_archetypes()
         },
         "ope": result["ope"],
+        "ope_served": result["ope_served"],
         "champion_version": champion_version,
     }
     if champion_error:

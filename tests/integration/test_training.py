@@ -365,6 +365,16 @@ def test_without_a_champion_the_candidate_is_pretrained_offline_on_the_logs(engi
     assert params["init_from"].startswith("offline BC on ")
     assert int(params["offline.logged"]) == logged
 
+    # OPE on the served log: the rules' acceptance rate, estimated from a log of the rules with exploration.
+    evaluated = workflow.evaluate_candidate(trained)
+    served = evaluated["ope_served"]
+    assert served["counts"]["used"] == logged
+    accepted = interactions["response"].eq("accepted").mean()
+    for est in ("ips", "snips", "dm", "dr"):
+        assert abs(served["rules"][est]["value"] - accepted) < 0.1, (est, served["rules"][est])
+    metrics = mlflow.MlflowClient().get_run(trained["mlflow_run_id"]).data.metrics
+    assert metrics["ope_served/used"] == logged and "ope_served/candidate_dr" in metrics
+
 
 def _q_network_from(state: dict) -> nn.Module:
     """A training.export.QNetwork with the given weights (dueling, 256-128-64 encoder)."""
