@@ -38,7 +38,9 @@ class DQNArgs:
     total_timesteps: int = 20_000  # env steps to train for (settings.train_timesteps in the workflow)
     seed: int = 7  # seeds RLlib: module init, exploration, and each environment's first reset (RLlib: None)
     horizon: int = HORIZON  # weeks per episode (env_config)
-    fcnet_hiddens: list[int] = field(default_factory=lambda: [256, 128, 64])  # Q-net encoder (RLlib: [256, 256])
+    fcnet_hiddens: list[int] = field(
+        default_factory=lambda: [256, 128, 64]
+    )  # Q-net encoder (RLlib: [256, 256])
     head_fcnet_hiddens: list[int] = field(default_factory=list)  # value/advantage heads: linear (RLlib: [])
     fcnet_activation: str = "relu"  # encoder activation (RLlib: tanh)
     dueling: bool = True  # Q = V + A - mean(A) (RLlib: True)
@@ -155,7 +157,9 @@ def _warm_start(algo: Any, state: dict) -> None:
 
     from training.export import load_q_weights
 
-    algo.learner_group.foreach_learner(lambda learner: load_q_weights(learner.module[DEFAULT_MODULE_ID], state))
+    algo.learner_group.foreach_learner(
+        lambda learner: load_q_weights(learner.module[DEFAULT_MODULE_ID], state)
+    )
     algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
 
 

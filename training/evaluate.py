@@ -62,7 +62,11 @@ class Rollout:
 
 
 def rollout(
-    policy: Policy, raw: np.ndarray, seeds: np.ndarray, horizon: int = HORIZON, oracle_draws: int = DEFAULT_DRAWS
+    policy: Policy,
+    raw: np.ndarray,
+    seeds: np.ndarray,
+    horizon: int = HORIZON,
+    oracle_draws: int = DEFAULT_DRAWS,
 ) -> Rollout:
     """Run `policy` greedily on the users `raw` with `seeds` for one episode (oracle_draws=0: no relevance)."""
     sim = Simulator(raw, seeds, horizon)
@@ -92,7 +96,17 @@ def rollout(
         seen += int(result.seen.sum())
         accepted += int(result.accepted.sum())
     return Rollout(
-        str(policy.version), raw, returns, weekly, components, counts, shown, seen, accepted, nudged, relevant,
+        str(policy.version),
+        raw,
+        returns,
+        weekly,
+        components,
+        counts,
+        shown,
+        seen,
+        accepted,
+        nudged,
+        relevant,
         horizon,
     )
 

@@ -73,7 +73,9 @@ def match_interactions(
     return rows, raw_matrix(features.loc[rows["user_id"]].reset_index()), counts
 
 
-def offline_rows(interactions: pd.DataFrame, snapshot: pd.DataFrame, accepted_only: bool) -> tuple[pd.DataFrame, dict]:
+def offline_rows(
+    interactions: pd.DataFrame, snapshot: pd.DataFrame, accepted_only: bool
+) -> tuple[pd.DataFrame, dict]:
     """RLlib offline rows from logged interactions and the snapshot; counts that reconcile with the input."""
     rows, raw, counts = match_interactions(interactions, snapshot)
     if accepted_only:
@@ -132,7 +134,9 @@ def pretrain_bc(rows: pd.DataFrame, args: OfflineArgs) -> tuple[Any, dict]:
                     ),
                 )
                 .training(lr=args.lr, train_batch_size_per_learner=args.train_batch_size_per_learner)
-                .rl_module(model_config={"fcnet_hiddens": list(args.fcnet_hiddens), "fcnet_activation": "relu"})
+                .rl_module(
+                    model_config={"fcnet_hiddens": list(args.fcnet_hiddens), "fcnet_activation": "relu"}
+                )
                 .debugging(seed=args.seed)
             )
             algo = config.build_algo()
@@ -144,7 +148,10 @@ def pretrain_bc(rows: pd.DataFrame, args: OfflineArgs) -> tuple[Any, dict]:
             from ray.rllib.core import DEFAULT_MODULE_ID
 
             state = algo.learner_group.foreach_learner(
-                lambda learner: {k: v.detach().cpu().clone() for k, v in learner.module[DEFAULT_MODULE_ID].state_dict().items()}
+                lambda learner: {
+                    k: v.detach().cpu().clone()
+                    for k, v in learner.module[DEFAULT_MODULE_ID].state_dict().items()
+                }
             )
             module = config.get_rl_module_spec().build()
             module.load_state_dict(_single(state))

@@ -56,7 +56,9 @@ def simulate_log(
     raw0, seeds = simulated_users(users, n_users, seed)
     sim = Simulator(raw0, seeds, horizon)
     rng = np.random.default_rng(seed + 1)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw", "actions", "propensities", "rewards", "users")}
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("raw", "actions", "propensities", "rewards", "users")
+    }
     snapshots = []
     while not sim.done:
         snapshots.append(copy.deepcopy(sim))
@@ -187,4 +189,3 @@ def check_against_simulator(target: Policy, log: LoggedData, seed: int = 0) -> d
             "covers_truth": bool(row["ci_low"] <= truth["value"] <= row["ci_high"]),
         }
     return out
-

@@ -34,14 +34,18 @@ def _champion_weights(args: Any) -> tuple[dict | None, str]:
     if policy is None:
         return None, f"scratch ({error or 'no champion yet'})"
     hidden = list(policy.meta.get("hidden", []))
-    if policy.meta.get("algorithm") != "DQN" or hidden != list(args.fcnet_hiddens) or (
-        bool(policy.meta.get("dueling")) != args.dueling
+    if (
+        policy.meta.get("algorithm") != "DQN"
+        or hidden != list(args.fcnet_hiddens)
+        or (bool(policy.meta.get("dueling")) != args.dueling)
     ):
         return None, f"scratch (champion {version} has another architecture: {hidden})"
     return {k: v.clone() for k, v in policy.module.state_dict().items()}, f"champion {version}"
 
 
-def _offline_weights(train_users: pd.DataFrame, args: Any, why_not_champion: str) -> tuple[dict | None, str, dict]:
+def _offline_weights(
+    train_users: pd.DataFrame, args: Any, why_not_champion: str
+) -> tuple[dict | None, str, dict]:
     """(Q-network weights from BC on the logged interactions, 'offline BC ...', counts), or (None, why, counts)."""
     from fincoach.db import get_engine
     from training.offline import (

@@ -231,7 +231,10 @@ def _compact(summary: dict) -> dict:
 
 def _compact_segments(segments: dict) -> dict:
     return {
-        kind: {name: {k: row[k] for k in ("diff_mean", "diff_ci_low", "n", "small")} for name, row in rows.items()}
+        kind: {
+            name: {k: row[k] for k in ("diff_mean", "diff_ci_low", "n", "small")}
+            for name, row in rows.items()
+        }
         for kind, rows in segments.items()
     }
 

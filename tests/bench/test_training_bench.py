@@ -59,8 +59,11 @@ def trained(ray_local):
         diff = report["vs_reference"]["dqn"]
         trained_s = t_check - clock["start"] - clock["checking"]
         checks.append({"env_steps": env_steps, "train_seconds": trained_s, **diff})
-        print(f"  {env_steps:6d} env steps, {trained_s:5.0f} s: effect over rules {diff['diff_mean']:+.3f} "
-              f"[{diff['diff_ci_low']:+.3f}, {diff['diff_ci_high']:+.3f}]", flush=True)
+        print(
+            f"  {env_steps:6d} env steps, {trained_s:5.0f} s: effect over rules {diff['diff_mean']:+.3f} "
+            f"[{diff['diff_ci_low']:+.3f}, {diff['diff_ci_high']:+.3f}]",
+            flush=True,
+        )
         clock["checking"] += time.perf_counter() - t_check
         return False
 
@@ -102,30 +105,53 @@ def test_full_evaluation_on_1000_heldout_users(trained):
     fit_bandit(linucb, raw, 20, 200, 7)
     fit_bandit(thompson, raw, 20, 200, 8)
     dqn = _policy(module)
-    policies = {"rules": RulePolicy(), "dqn": dqn, "random": RandomPolicy(7), "linucb": linucb, "thompson": thompson}
+    policies = {
+        "rules": RulePolicy(),
+        "dqn": dqn,
+        "random": RandomPolicy(7),
+        "linucb": linucb,
+        "thompson": thompson,
+    }
     t0 = time.perf_counter()
     report, _ = evaluate_all(policies, HELDOUT_USERS, 1000, 7, oracle_draws=8)
-    print(f"\nevaluation of {len(policies)} policies on 1000 users with the oracle: {time.perf_counter() - t0:.1f} s")
-    print(f"{'policy':<10} {'mean':>7} {'95% CI':>17} {'vs rules':>8} {'95% CI':>17} {'p':>8} {'relevance':>9}")
+    print(
+        f"\nevaluation of {len(policies)} policies on 1000 users with the oracle: {time.perf_counter() - t0:.1f} s"
+    )
+    print(
+        f"{'policy':<10} {'mean':>7} {'95% CI':>17} {'vs rules':>8} {'95% CI':>17} {'p':>8} {'relevance':>9}"
+    )
     for who, s in report["policies"].items():
-        c = report["vs_reference"].get(who, {"diff_mean": 0, "diff_ci_low": 0, "diff_ci_high": 0, "p_value": 1})
-        print(f"{who:<10} {s['mean_reward']:7.3f} [{s['ci_low']:6.3f}, {s['ci_high']:6.3f}] "
-              f"{c['diff_mean']:+8.3f} [{c['diff_ci_low']:+6.3f}, {c['diff_ci_high']:+6.3f}] {c['p_value']:8.1e} "
-              f"{s['relevance'] if s['relevance'] is None else round(s['relevance'], 3)!s:>9}")
+        c = report["vs_reference"].get(
+            who, {"diff_mean": 0, "diff_ci_low": 0, "diff_ci_high": 0, "p_value": 1}
+        )
+        print(
+            f"{who:<10} {s['mean_reward']:7.3f} [{s['ci_low']:6.3f}, {s['ci_high']:6.3f}] "
+            f"{c['diff_mean']:+8.3f} [{c['diff_ci_low']:+6.3f}, {c['diff_ci_high']:+6.3f}] {c['p_value']:8.1e} "
+            f"{s['relevance'] if s['relevance'] is None else round(s['relevance'], 3)!s:>9}"
+        )
     for kind in ("archetype", "age_band", "income_band"):
         rows = report["policies"]["dqn"]["segments"][kind]
         rules = report["policies"]["rules"]["segments"][kind]
-        print(kind + ": " + ", ".join(
-            f"{name} {row['mean']:.3f} (rules {rules[name]['mean']:.3f}, n={row['n']})" for name, row in rows.items()
-        ))
+        print(
+            kind
+            + ": "
+            + ", ".join(
+                f"{name} {row['mean']:.3f} (rules {rules[name]['mean']:.3f}, n={row['n']})"
+                for name, row in rows.items()
+            )
+        )
     for eps in (0.3, 0.05):
         log = ope.simulate_log(RulePolicy(), HELDOUT_USERS, 1000, 9, eps)
         for who in ("dqn", "linucb", "random"):
             check = ope.check_against_simulator(policies[who], log)
-            print(f"OPE eps={eps} {who:<7} truth {check['truth']['value']:.4f} " + " ".join(
-                f"{e} {check[e]['value']:.4f} (err {check[e]['error']:+.4f}{'' if check[e]['covers_truth'] else ' !'})"
-                for e in ope.ESTIMATORS
-            ) + f" matched {check['support']['matched_share']:.2f}")
+            print(
+                f"OPE eps={eps} {who:<7} truth {check['truth']['value']:.4f} "
+                + " ".join(
+                    f"{e} {check[e]['value']:.4f} (err {check[e]['error']:+.4f}{'' if check[e]['covers_truth'] else ' !'})"
+                    for e in ope.ESTIMATORS
+                )
+                + f" matched {check['support']['matched_share']:.2f}"
+            )
     assert report["vs_reference"]["dqn"]["diff_mean"] > 0
 
 
@@ -144,7 +170,9 @@ def test_exported_policy_inference_time_per_user(trained):
     one = per_user(policy.act, raw[:1], 2000)
     batch = per_user(policy.act, raw, 50)
     rules_one = per_user(rules.act, raw[:1], 2000)
-    print(f"\nexported DQN policy.act: {one * 1e6:.0f} us per user at batch 1, {batch * 1e6:.1f} us per user at "
-          f"batch 1024 (x{one / batch:.0f}); rules policy at batch 1: {rules_one * 1e6:.0f} us "
-          f"(DQN / rules = {one / rules_one:.1f})")
+    print(
+        f"\nexported DQN policy.act: {one * 1e6:.0f} us per user at batch 1, {batch * 1e6:.1f} us per user at "
+        f"batch 1024 (x{one / batch:.0f}); rules policy at batch 1: {rules_one * 1e6:.0f} us "
+        f"(DQN / rules = {one / rules_one:.1f})"
+    )
     assert one < 1e-3

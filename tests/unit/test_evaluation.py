@@ -132,7 +132,10 @@ def test_bandits_learn_to_beat_random_in_the_simulator(users):
     fit_bandit(thompson, raw, 8, 150, seed=2)
     report, _ = evaluate_all(
         {"rules": RulePolicy(), "random": RandomPolicy(0), "linucb": linucb, "thompson": thompson},
-        users, 300, seed=9, oracle_draws=0,
+        users,
+        300,
+        seed=9,
+        oracle_draws=0,
     )
     p = report["policies"]
     assert p["linucb"]["mean_reward"] > p["random"]["mean_reward"]
