@@ -3,10 +3,15 @@
 
 Daily, or whenever a new feature snapshot is published: take the latest snapshot at or before the interval
 end → calibrate the user simulator on it and validate it on held-out users (parameters and report in
-MLflow; a calibration that fails validation is not used) → train a candidate RLlib DQN agent in the user simulator → evaluate it against the current champion
-and the rule-based baseline on the same simulated users → register it in MLflow as `fincoach-coach`
-(alias `challenger`) → promote it to `champion` only through the gate (never a worse model), which
-updates the asset `fincoach_model`. The gate's decision and reason are logged to the MLflow run.
+MLflow; a calibration that fails validation is not used) → train a candidate RLlib DQN agent in the user
+simulator, starting from the champion's weights (or
+from behaviour cloning on the logged interactions) → evaluate it against the champion, the rules, a random
+policy, LinUCB and Thompson sampling on the same held-out simulated users (95% CIs, paired tests, segments,
+relevance, OPE checked against the simulator; plots and tables in MLflow) → register it in MLflow as
+`fincoach-coach` (alias `challenger`) → promote it to `champion` only through the gate (CI lower bound
+above rules and champion, no segment regression), which updates the asset `fincoach_model`. The gate's
+decision and reason are logged to the MLflow run and the version; `fincoach model rollback` undoes a
+promotion.
 """
 
 from __future__ import annotations

@@ -45,7 +45,11 @@ class RandomPolicy(Policy):
     def act(self, raw: np.ndarray, epsilon: float = 0.0, rng: np.random.Generator | None = None) -> Decision:
         """A uniform choice among allowed actions with its true propensity."""
         decision = super().act(raw, epsilon=0.0)
-        return Decision(decision.actions, self.probabilities(raw)[np.arange(len(decision.actions)), decision.actions], decision.scores)
+        return Decision(
+            decision.actions,
+            self.probabilities(raw)[np.arange(len(decision.actions)), decision.actions],
+            decision.scores,
+        )
 
 
 class LinearBandit(Policy):

@@ -38,12 +38,17 @@ class DQNArgs:
     total_timesteps: int = 20_000  # env steps to train for (settings.train_timesteps in the workflow)
     seed: int = 7  # seeds RLlib: module init, exploration, and each environment's first reset (RLlib: None)
     horizon: int = HORIZON  # weeks per episode (env_config)
-    fcnet_hiddens: list[int] = field(default_factory=lambda: [256, 128, 64])  # Q-net encoder (RLlib: [256, 256])
+    fcnet_hiddens: list[int] = field(
+        default_factory=lambda: [256, 128, 64]
+    )  # Q-net encoder (RLlib: [256, 256])
     head_fcnet_hiddens: list[int] = field(default_factory=list)  # value/advantage heads: linear (RLlib: [])
     fcnet_activation: str = "relu"  # encoder activation (RLlib: tanh)
     dueling: bool = True  # Q = V + A - mean(A) (RLlib: True)
     double_q: bool = True  # bootstrap action from the online net, value from the target net (RLlib: True)
     action_masking: bool = True  # masked actions get Q = -inf in training and exploration (RLlib: none)
+    # Multi-objective reward weights {component: weight} handed to the env as env_config["reward_weights"];
+    # None: the env's own (settings). Components: training.simulator.REWARD_COMPONENTS.
+    reward_weights: dict[str, float] | None = None
     gamma: float = 0.95  # discount; episodes are 12 weeks (RLlib: 0.99)
     lr: float = 1e-3  # Adam learning rate (RLlib DQN: 5e-4)
     n_step: int = 3  # n-step returns: a nudge pays off over the following weeks (RLlib: 1)
@@ -51,7 +56,7 @@ class DQNArgs:
     num_envs_per_env_runner: int = 16  # users simulated side by side, one batched forward pass (RLlib: 1)
     rollout_fragment_length: int = 8  # steps per env and sampling call, 128 in all (RLlib: "auto" = n_step)
     train_batch_size_per_learner: int = 256  # transitions per gradient step (RLlib DQN: 32)
-    training_intensity: float = 1.0  # replayed / sampled transitions (RLlib: None = batch / fragment)
+    training_intensity: float = 2.0  # replayed / sampled transitions (RLlib: None = batch / fragment)
     replay_capacity: int = 50_000  # transitions in the replay buffer (RLlib: 50_000)
     prioritized_replay: bool = True  # PrioritizedEpisodeReplayBuffer (RLlib: True), else uniform episodes
     per_alpha: float = 0.6  # priority exponent (RLlib: 0.6)
@@ -90,7 +95,12 @@ def build_config(users: Any, args: DQNArgs) -> Any:
         # No env seed here: RLlib seeds every sub-environment itself from debugging(seed=...).
         .environment(
             "fincoach-coaching",
-            env_config={"users": raw_matrix(users), "horizon": args.horizon, "action_masking": args.action_masking},
+            env_config={
+                "users": raw_matrix(users),
+                "horizon": args.horizon,
+                "action_masking": args.action_masking,
+                **({"reward_weights": dict(args.reward_weights)} if args.reward_weights else {}),
+            },
         )
         .framework("torch")
         .env_runners(
@@ -125,7 +135,7 @@ def build_config(users: Any, args: DQNArgs) -> Any:
     return config
 
 
-def _start_ray() -> bool:
+def start_ray() -> bool:
     """Connect to RAY_ADDRESS or start a local Ray; True if this call started it (so we stop it)."""
     import ray
 
@@ -147,7 +157,9 @@ def _warm_start(algo: Any, state: dict) -> None:
 
     from training.export import load_q_weights
 
-    algo.learner_group.foreach_learner(lambda learner: load_q_weights(learner.module[DEFAULT_MODULE_ID], state))
+    algo.learner_group.foreach_learner(
+        lambda learner: load_q_weights(learner.module[DEFAULT_MODULE_ID], state)
+    )
     algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
 
 
@@ -174,7 +186,7 @@ def train_dqn(
         NUM_ENV_STEPS_SAMPLED_LIFETIME,
     )
 
-    started = _start_ray()
+    started = start_ray()
     algo = None
     try:
         algo = (config or build_config(users, args)).build_algo()

@@ -56,12 +56,17 @@ class Rollout:
     shown: int
     seen: int
     accepted: int
-    relevant: int  # nudges the oracle rates beneficial
+    nudged: int  # recommendations other than NO_ACTION
+    relevant: int  # of those, the ones the oracle rates beneficial
     horizon: int
 
 
 def rollout(
-    policy: Policy, raw: np.ndarray, seeds: np.ndarray, horizon: int = HORIZON, oracle_draws: int = DEFAULT_DRAWS
+    policy: Policy,
+    raw: np.ndarray,
+    seeds: np.ndarray,
+    horizon: int = HORIZON,
+    oracle_draws: int = DEFAULT_DRAWS,
 ) -> Rollout:
     """Run `policy` greedily on the users `raw` with `seeds` for one episode (oracle_draws=0: no relevance)."""
     sim = Simulator(raw, seeds, horizon)
@@ -69,32 +74,44 @@ def rollout(
     returns, weekly = np.zeros(n), np.zeros(horizon)
     components = {name: np.zeros(n) for name in REWARD_COMPONENTS}
     counts = np.zeros(N_ACTIONS)
-    shown = seen = accepted = relevant = 0
+    shown = seen = accepted = nudged = relevant = 0
     oracle_seed = int(np.asarray(seeds[:1]).sum() % (2**31)) if n else 0
     while not sim.done:
         state = sim.raw_features()
         actions = policy.act(state, epsilon=0.0).actions
         if oracle_draws > 0:
-            nudged = np.flatnonzero(actions != NO_ACTION)
-            lift = expected_lift(state[nudged], actions[nudged], draws=oracle_draws, seed=oracle_seed + sim.t)
+            chosen = np.flatnonzero(actions != NO_ACTION)
+            lift = expected_lift(state[chosen], actions[chosen], draws=oracle_draws, seed=oracle_seed + sim.t)
+            nudged += len(chosen)
             relevant += int((lift > 0).sum())
         week = sim.t
         result = sim.step(actions)
         returns += result.reward
         weekly[week] = float(result.reward.mean())
         for name, value in result.components.items():
-            components.setdefault(name, np.zeros(n))
+            components.setdefault(name, np.zeros(n))  # a simulator may report more components
             components[name] += value
         counts += np.bincount(result.executed, minlength=N_ACTIONS)
         shown += int(result.shown.sum())
         seen += int(result.seen.sum())
         accepted += int(result.accepted.sum())
     return Rollout(
-        str(policy.version), raw, returns, weekly, components, counts, shown, seen, accepted, relevant, horizon
+        str(policy.version),
+        raw,
+        returns,
+        weekly,
+        components,
+        counts,
+        shown,
+        seen,
+        accepted,
+        nudged,
+        relevant,
+        horizon,
     )
 
 
-def _by_segment(values: np.ndarray, raw: np.ndarray, fn: Any) -> dict[str, dict[str, dict]]:
+def _by_segment(raw: np.ndarray, fn: Any) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = {}
     for kind, labels in segments(raw).items():
         out[kind] = {}
@@ -120,14 +137,14 @@ def summarise(r: Rollout, seed: int = 0) -> dict:
         "ci_low": primary["ci_low"],
         "ci_high": primary["ci_high"],
         "stderr_reward": primary["stderr"],
-        "relevance": r.relevant / r.shown if r.shown else None,
+        "relevance": r.relevant / r.nudged if r.nudged else None,
         "components": {name: float(v.mean()) for name, v in r.components.items()},
         "acceptance_rate": r.accepted / r.shown if r.shown else 0.0,
         "seen_rate": r.seen / r.shown if r.shown else 0.0,
         "nudge_rate": r.shown / steps,
         "action_mix": {action_key(a): float(r.counts[a] / steps) for a in range(N_ACTIONS)},
         "weekly_reward": [float(x) for x in r.weekly],
-        "segments": _by_segment(r.returns, r.start_raw, lambda w: mean_with_ci(r.returns[w], seed=seed)),
+        "segments": _by_segment(r.start_raw, lambda w: mean_with_ci(r.returns[w], seed=seed)),
     }
 
 
@@ -138,7 +155,7 @@ def compare(a: Rollout, b: Rollout, seed: int = 0) -> dict:
     return {
         "overall": paired_comparison(a.returns, b.returns, seed=seed),
         "segments": _by_segment(
-            a.returns, a.start_raw, lambda w: paired_comparison(a.returns[w], b.returns[w], seed=seed)
+            a.start_raw, lambda w: paired_comparison(a.returns[w], b.returns[w], seed=seed)
         ),
     }
 

@@ -4,7 +4,8 @@ Every policy meets the same `settings.eval_users` simulated users (drawn from th
 `settings.train_seed`): the candidate, the champion (when there is one), the rules, a random policy and
 two contextual bandits fitted on the training users. OPE: a log of the rules served epsilon-greedily
 (`settings.ope_logging_epsilon`) on the same held-out users, from which the candidate's, the rules' and
-the random policy's values are estimated and checked against the simulator.
+the random policy's values are estimated and checked against the simulator; and, when enough is logged,
+the candidate's and the rules' acceptance rates estimated from the real served log (no ground truth).
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ def run_evaluation(
     eval_users: pd.DataFrame,
     run_id: str | None = None,
     curve: list[dict] | None = None,
+    snapshot: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """{report, segments_vs_current, ope}; logged to MLflow run `run_id` (metrics, tables, PNG plots)."""
+    """{report, segments_vs_current, ope, ope_served}; logged to MLflow run `run_id` (metrics, tables, plots).
+
+    `snapshot`: every user, to match the served log against (default: the training and evaluation users).
+    """
     s = get_settings()
     seed = s.train_seed
     policies: dict[str, Policy] = {"candidate": candidate, **baselines(train_users, seed)}
@@ -55,8 +60,24 @@ def run_evaluation(
     checks = {
         who: ope.check_against_simulator(policies[who], log, seed) for who in ("candidate", "rules", "random")
     }
+    everyone = snapshot if snapshot is not None else pd.concat([train_users, eval_users])
+    served = served_log_ope({k: policies[k] for k in ("candidate", "rules")}, everyone, seed)
     if run_id is not None:
         from training.report import log_report
 
-        log_report(run_id, report, checks, curve)
-    return {"report": report, "segments_vs_current": segments_vs_current, "ope": checks}
+        log_report(run_id, report, checks, curve, served)
+    return {"report": report, "segments_vs_current": segments_vs_current, "ope": checks, "ope_served": served}
+
+
+def served_log_ope(policies: dict[str, Policy], snapshot: pd.DataFrame, seed: int = 0) -> dict | None:
+    """OPE of each policy's acceptance rate on the served log (app.coaching_interactions), if long enough."""
+    from fincoach.db import get_engine
+    from training.offline import read_interactions
+
+    interactions = read_interactions(get_engine())
+    if len(interactions) < get_settings().offline_min_interactions:
+        return None
+    log, counts = ope.log_from_interactions(interactions, snapshot)
+    if counts["used"] == 0:
+        return {"counts": counts}
+    return {"counts": counts, **{who: ope.estimate(p, log, seed) for who, p in policies.items()}}

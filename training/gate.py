@@ -49,7 +49,9 @@ def decide(
     against = "champion" if champion is not None else "rules"
     if regressions:
         promote = False
-        parts.append(f"segments regressing vs {against} beyond {segment_tolerance:.4f}: {'; '.join(regressions)}")
+        parts.append(
+            f"segments regressing vs {against} beyond {segment_tolerance:.4f}: {'; '.join(regressions)}"
+        )
     else:
         parts.append(f"no segment regresses vs {against} beyond {segment_tolerance:.4f}")
     verdict = "promote" if promote else "keep the current champion"

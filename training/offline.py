@@ -58,8 +58,10 @@ def read_interactions(engine: sa.Engine) -> pd.DataFrame:
         return pd.read_sql(query, conn)
 
 
-def offline_rows(interactions: pd.DataFrame, snapshot: pd.DataFrame, accepted_only: bool) -> tuple[pd.DataFrame, dict]:
-    """RLlib offline rows from logged interactions and the snapshot; counts that reconcile with the input."""
+def match_interactions(
+    interactions: pd.DataFrame, snapshot: pd.DataFrame
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
+    """(usable interactions, their users' raw features from the snapshot, counts that reconcile)."""
     counts = {"logged": len(interactions)}
     valid = interactions["action_id"].between(0, N_ACTIONS - 1)
     counts["rejected_unknown_action"] = int((~valid).sum())
@@ -67,15 +69,23 @@ def offline_rows(interactions: pd.DataFrame, snapshot: pd.DataFrame, accepted_on
     known = rows["user_id"].isin(snapshot["user_id"])
     counts["rejected_user_not_in_snapshot"] = int((~known).sum())
     rows = rows[known]
+    features = snapshot.drop_duplicates("user_id").set_index("user_id")
+    return rows, raw_matrix(features.loc[rows["user_id"]].reset_index()), counts
+
+
+def offline_rows(
+    interactions: pd.DataFrame, snapshot: pd.DataFrame, accepted_only: bool
+) -> tuple[pd.DataFrame, dict]:
+    """RLlib offline rows from logged interactions and the snapshot; counts that reconcile with the input."""
+    rows, raw, counts = match_interactions(interactions, snapshot)
     if accepted_only:
-        keep = (rows["response"] == "accepted") | (rows["action_id"] == NO_ACTION)
+        keep = ((rows["response"] == "accepted") | (rows["action_id"] == NO_ACTION)).to_numpy()
         counts["skipped_not_accepted"] = int((~keep).sum())
-        rows = rows[keep]
+        rows, raw = rows[keep], raw[keep]
     counts["used"] = len(rows)
     if rows.empty:
         raise OfflineDataError(f"no logged interaction is usable for pretraining: {counts}")
-    features = snapshot.drop_duplicates("user_id").set_index("user_id")
-    obs = normalise(raw_matrix(features.loc[rows["user_id"]].reset_index()))
+    obs = normalise(raw)
     t = rows.groupby("user_id").cumcount().to_numpy()
     last = rows.groupby("user_id")["served_at"].transform("count").to_numpy() - 1 == t
     frame = pd.DataFrame(
@@ -100,10 +110,10 @@ def pretrain_bc(rows: pd.DataFrame, args: OfflineArgs) -> tuple[Any, dict]:
     import gymnasium as gym
     from ray.rllib.algorithms.bc import BCConfig
 
-    from training.dqn import _start_ray
+    from training.dqn import start_ray
 
     clip = np.array([f.clip for f in FEATURES], dtype=np.float32)
-    started = _start_ray()
+    started = start_ray()
     algo = None
     with tempfile.TemporaryDirectory(prefix="fincoach-offline-") as tmp:
         path = Path(tmp) / "interactions.parquet"
@@ -124,7 +134,9 @@ def pretrain_bc(rows: pd.DataFrame, args: OfflineArgs) -> tuple[Any, dict]:
                     ),
                 )
                 .training(lr=args.lr, train_batch_size_per_learner=args.train_batch_size_per_learner)
-                .rl_module(model_config={"fcnet_hiddens": list(args.fcnet_hiddens), "fcnet_activation": "relu"})
+                .rl_module(
+                    model_config={"fcnet_hiddens": list(args.fcnet_hiddens), "fcnet_activation": "relu"}
+                )
                 .debugging(seed=args.seed)
             )
             algo = config.build_algo()
@@ -136,7 +148,10 @@ def pretrain_bc(rows: pd.DataFrame, args: OfflineArgs) -> tuple[Any, dict]:
             from ray.rllib.core import DEFAULT_MODULE_ID
 
             state = algo.learner_group.foreach_learner(
-                lambda learner: {k: v.detach().cpu().clone() for k, v in learner.module[DEFAULT_MODULE_ID].state_dict().items()}
+                lambda learner: {
+                    k: v.detach().cpu().clone()
+                    for k, v in learner.module[DEFAULT_MODULE_ID].state_dict().items()
+                }
             )
             module = config.get_rl_module_spec().build()
             module.load_state_dict(_single(state))

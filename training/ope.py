@@ -56,7 +56,9 @@ def simulate_log(
     raw0, seeds = simulated_users(users, n_users, seed)
     sim = Simulator(raw0, seeds, horizon)
     rng = np.random.default_rng(seed + 1)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw", "actions", "propensities", "rewards", "users")}
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("raw", "actions", "propensities", "rewards", "users")
+    }
     snapshots = []
     while not sim.done:
         snapshots.append(copy.deepcopy(sim))
@@ -74,6 +76,25 @@ def simulate_log(
     return LoggedData(**{k: np.concatenate(v) for k, v in parts.items()}, snapshots=snapshots)
 
 
+def log_from_interactions(interactions: Any, snapshot: Any) -> tuple[LoggedData, dict[str, int]]:
+    """The served log (app.coaching_interactions) as LoggedData: reward 1 if accepted; no ground truth.
+
+    Features are the users' in `snapshot` (the log does not keep the features at serving time).
+    """
+    from training.offline import match_interactions
+
+    rows, raw, counts = match_interactions(interactions, snapshot)
+    counts["used"] = len(rows)
+    log = LoggedData(
+        raw=raw,
+        actions=rows["action_id"].to_numpy(dtype=np.int64),
+        propensities=rows["propensity"].to_numpy(dtype=np.float64),
+        rewards=(rows["response"] == "accepted").to_numpy(dtype=np.float64),
+        users=rows["user_id"].to_numpy(),
+    )
+    return log, counts
+
+
 def target_probabilities(policy: Policy, raw: np.ndarray) -> np.ndarray:
     """(m, N_ACTIONS) pi(a|x): a policy's own `probabilities`, else one-hot on its greedy choice."""
     if hasattr(policy, "probabilities"):
@@ -86,7 +107,7 @@ def target_probabilities(policy: Policy, raw: np.ndarray) -> np.ndarray:
 
 def _reward_model(log: LoggedData) -> np.ndarray:
     """(m, N_ACTIONS) cross-fitted ridge predictions of the reward of every action for every decision."""
-    fold = log.users % 2
+    fold = np.unique(log.users, return_inverse=True)[1] % 2
     q = np.zeros((len(log.rewards), N_ACTIONS))
     for k in (0, 1):
         model = LinearBandit(ridge=1.0)
@@ -168,4 +189,3 @@ def check_against_simulator(target: Policy, log: LoggedData, seed: int = 0) -> d
             "covers_truth": bool(row["ci_low"] <= truth["value"] <= row["ci_high"]),
         }
     return out
-

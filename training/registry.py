@@ -8,6 +8,7 @@ who made it champion and why. `rollback` moves `champion` back to the previous e
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from fincoach.settings import get_settings
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "fincoach.champion_history"
+log = logging.getLogger(__name__)
 
 
 class RegistryError(RuntimeError):
@@ -48,6 +50,26 @@ def champion_version(client: Any, name: str) -> str | None:
         return None
     found = client.get_registered_model(name).aliases.get(CHAMPION)
     return None if found is None else str(found)
+
+
+def load_champion() -> tuple[Any, str | None, str | None]:
+    """(policy, version, why it could not be loaded) of the current champion; (None, None, None) if none."""
+    from mlflow import MlflowClient
+
+    from fincoach.policy import IncompatibleModelError
+    from fincoach.policy_model import load_registered_policy
+    from fincoach.tracking import configure_mlflow
+
+    configure_mlflow()
+    name = get_settings().model_name
+    version = champion_version(MlflowClient(), name)
+    if version is None:
+        return None, None, None
+    try:
+        return load_registered_policy(f"models:/{name}/{version}"), version, None
+    except IncompatibleModelError as exc:  # trained on another spec: it cannot be served by this code either
+        log.warning("champion %s/%s not evaluated: %s", name, version, exc)
+        return None, version, str(exc)
 
 
 def make_champion(version: str, by: str, reason: str, name: str | None = None) -> dict:

@@ -1,8 +1,9 @@
 """The evaluation report in MLflow: metrics with plain names, tables (JSON + CSV) and PNG plots.
 
-Metric names: `eval/<policy>_mean_reward`, `_ci_low`, `_ci_high`, `_relevance`, `_nudge_rate`;
+Metric names: `eval/<policy>_mean_reward`, `_ci_low`, `_ci_high`, `_relevance`, `_nudge_rate`,
+`eval/<policy>_segment/<kind>/<segment>` (mean return of the segment, e.g. `archetype/spender`);
 `eval/<policy>_vs_rules_diff` (+ `_ci_low`, `_ci_high`, `_p`); `ope/<policy>_<estimator>` and
-`ope/<policy>_<estimator>_abs_error`. Plots under `plots/`, tables under `tables/`.
+`ope/<policy>_<estimator>_abs_error` (simulated log); `ope_served/<policy>_<estimator>` (served log). Plots under `plots/`, tables under `tables/`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,24 @@ def eval_metrics(report: dict, ope: dict | None) -> dict[str, float]:
     """Flat metric dict of an evaluate_all report and OPE checks (finite values only)."""
     out: dict[str, float] = {}
     for who, s in report["policies"].items():
-        for key in ("mean_reward", "ci_low", "ci_high", "stderr_reward", "relevance", "nudge_rate",
-                    "acceptance_rate"):
+        for key in (
+            "mean_reward",
+            "ci_low",
+            "ci_high",
+            "stderr_reward",
+            "relevance",
+            "nudge_rate",
+            "acceptance_rate",
+        ):
             if s.get(key) is not None:
                 out[f"eval/{who}_{key}"] = float(s[key])
         out |= {f"eval/{who}_component/{k}": float(v) for k, v in s["components"].items()}
         out |= {f"eval/{who}_action_mix/{k}": float(v) for k, v in s["action_mix"].items()}
+        out |= {
+            f"eval/{who}_segment/{kind}/{name}": float(row["mean"])
+            for kind, rows in s["segments"].items()
+            for name, row in rows.items()
+        }
     ref = report["reference"]
     for who, c in report["vs_reference"].items():
         out[f"eval/{who}_vs_{ref}_diff"] = c["diff_mean"]
@@ -42,13 +55,22 @@ def policy_table(report: dict) -> pd.DataFrame:
     rows = []
     for who, s in report["policies"].items():
         c = report["vs_reference"].get(who, {})
-        rows.append({
-            "policy": who, "version": s["policy"], "mean_reward": s["mean_reward"], "ci_low": s["ci_low"],
-            "ci_high": s["ci_high"], "effect_vs_rules": c.get("diff_mean", 0.0),
-            "effect_ci_low": c.get("diff_ci_low", 0.0), "effect_ci_high": c.get("diff_ci_high", 0.0),
-            "p_value": c.get("p_value", 1.0), "relevance": s["relevance"], "nudge_rate": s["nudge_rate"],
-            "acceptance_rate": s["acceptance_rate"],
-        })
+        rows.append(
+            {
+                "policy": who,
+                "version": s["policy"],
+                "mean_reward": s["mean_reward"],
+                "ci_low": s["ci_low"],
+                "ci_high": s["ci_high"],
+                "effect_vs_rules": c.get("diff_mean", 0.0),
+                "effect_ci_low": c.get("diff_ci_low", 0.0),
+                "effect_ci_high": c.get("diff_ci_high", 0.0),
+                "p_value": c.get("p_value", 1.0),
+                "relevance": s["relevance"],
+                "nudge_rate": s["nudge_rate"],
+                "acceptance_rate": s["acceptance_rate"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -84,8 +106,13 @@ def figures(report: dict, ope: dict | None, curve: list[dict] | None) -> dict[st
     table = policy_table(report)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     y = np.arange(len(table))
-    ax.errorbar(table["mean_reward"], y, xerr=[table["mean_reward"] - table["ci_low"],
-                table["ci_high"] - table["mean_reward"]], fmt="o", capsize=4)
+    ax.errorbar(
+        table["mean_reward"],
+        y,
+        xerr=[table["mean_reward"] - table["ci_low"], table["ci_high"] - table["mean_reward"]],
+        fmt="o",
+        capsize=4,
+    )
     ax.set_yticks(y, table["policy"])
     ax.axvline(0.0, color="grey", lw=0.8)
     ax.set_xlabel(f"mean episode return per user (95% bootstrap CI, n={report['n_users']})")
@@ -128,8 +155,13 @@ def figures(report: dict, ope: dict | None, curve: list[dict] | None) -> dict[st
         fig, ax = plt.subplots(figsize=(8, 3.5))
         for k, (who, part) in enumerate(frame.groupby("policy", sort=False)):
             x = np.arange(len(part)) + k * (len(part) + 1)
-            ax.errorbar(x, part["value"], yerr=[part["value"] - part["ci_low"], part["ci_high"] - part["value"]],
-                        fmt="o", capsize=3)
+            ax.errorbar(
+                x,
+                part["value"],
+                yerr=[part["value"] - part["ci_low"], part["ci_high"] - part["value"]],
+                fmt="o",
+                capsize=3,
+            )
             ax.hlines(part["truth"].iloc[0], x[0] - 0.5, x[-1] + 0.5, colors="k", linestyles="--")
             for xi, est in zip(x, part["estimator"], strict=True):
                 ax.annotate(f"{who}\n{est}", (xi, ax.get_ylim()[0]), fontsize=6, ha="center")
@@ -140,15 +172,30 @@ def figures(report: dict, ope: dict | None, curve: list[dict] | None) -> dict[st
     return figs
 
 
-def log_report(run_id: str, report: dict, ope: dict | None, curve: list[dict] | None) -> None:
+def served_metrics(served: dict | None) -> dict[str, float]:
+    """`ope_served/<policy>_<estimator>` (acceptance rate) and `ope_served/used` from the served log."""
+    out: dict[str, float] = {}
+    for who, est in (served or {}).items():
+        if who == "counts":
+            out["ope_served/used"] = float(est["used"])
+            continue
+        out |= {
+            f"ope_served/{who}_{name}": float(est[name]["value"]) for name in ("ips", "snips", "dm", "dr")
+        }
+    return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+def log_report(
+    run_id: str, report: dict, ope: dict | None, curve: list[dict] | None, served: dict | None = None
+) -> None:
     """Log metrics, tables and plots of an evaluation onto MLflow run `run_id`."""
     import matplotlib.pyplot as plt
     import mlflow
 
     client = mlflow.MlflowClient()
-    metrics = eval_metrics(report, ope)
+    metrics = eval_metrics(report, ope) | served_metrics(served)
     client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, 0, 0) for k, v in metrics.items()])
-    client.log_dict(run_id, {"report": report, "ope": ope}, "evaluation.json")
+    client.log_dict(run_id, {"report": report, "ope": ope, "ope_served": served}, "evaluation.json")
     tables = {"policies": policy_table(report), "segments": segment_table(report)}
     if ope:
         tables["ope"] = ope_table(ope)

@@ -36,7 +36,7 @@ from fincoach import lake
 from fincoach.actions import ACTION_CATALOG_VERSION, catalog_document
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, normalise, raw_matrix, spec_document
 from fincoach.settings import get_settings
-from training.registry import CHALLENGER, make_champion
+from training.registry import CHALLENGER, load_champion, make_champion
 from training.segments import archetype
 
 log = logging.getLogger(__name__)
@@ -155,15 +155,13 @@ def train_candidate(features_uri: str, run_id: str) -> dict:
     from training.dqn import DQNArgs, train_dqn
     from training.export import check_batch, export_policy
     from training.simulator import SIMULATOR_VERSION
+    from training.warm_start import initial_weights
 
     s = get_settings()
     frame = read_snapshot(features_uri)
     train_users, eval_users = split_users(frame)
     args = DQNArgs(total_timesteps=s.train_timesteps, seed=s.train_seed)
-    init_state, init_from = _champion_weights(args) if s.train_from_champion else (None, "scratch")
-    offline_counts: dict[str, int] = {}
-    if init_state is None and s.offline_pretrain:
-        init_state, init_from, offline_counts = _offline_weights(train_users, args, init_from)
+    init_state, init_from, offline_counts = initial_weights(train_users, args)
     if init_state is not None:
         args.epsilon_initial = WARM_START_EPSILON
     module, result = train_dqn(train_users, args, init_state=init_state)
@@ -199,66 +197,6 @@ def train_candidate(features_uri: str, run_id: str) -> dict:
         )
 
 
-def _champion() -> tuple[Any, str | None, str | None]:
-    """(policy, version, why it could not be loaded) of the current champion; (None, None, None) if none."""
-    from mlflow import MlflowClient
-
-    from fincoach.policy import IncompatibleModelError
-    from fincoach.policy_model import load_registered_policy
-    from fincoach.tracking import configure_mlflow
-    from training.registry import champion_version
-
-    configure_mlflow()
-    name = get_settings().model_name
-    version = champion_version(MlflowClient(), name)
-    if version is None:
-        return None, None, None
-    try:
-        return load_registered_policy(f"models:/{name}/{version}"), version, None
-    except IncompatibleModelError as exc:  # trained on another spec: it cannot be served by this code either
-        log.warning("champion %s/%s not evaluated: %s", name, version, exc)
-        return None, version, str(exc)
-
-
-def _champion_weights(args: Any) -> tuple[dict | None, str]:
-    """(state_dict of the champion's Q-network, 'champion <version>') if it fits `args`, else (None, why)."""
-    policy, version, error = _champion()
-    if policy is None:
-        return None, f"scratch ({error or 'no champion yet'})"
-    hidden = list(policy.meta.get("hidden", []))
-    if policy.meta.get("algorithm") != "DQN" or hidden != list(args.fcnet_hiddens) or (
-        bool(policy.meta.get("dueling")) != args.dueling
-    ):
-        return None, f"scratch (champion {version} has another architecture: {hidden})"
-    return {k: v.clone() for k, v in policy.module.state_dict().items()}, f"champion {version}"
-
-
-def _offline_weights(train_users: pd.DataFrame, args: Any, why_not_champion: str) -> tuple[dict | None, str, dict]:
-    """(Q-network weights from BC on the logged interactions, 'offline BC ...', counts), or (None, why, counts)."""
-    from fincoach.db import get_engine
-    from training.offline import (
-        OfflineArgs,
-        OfflineDataError,
-        bc_to_q_state,
-        offline_rows,
-        pretrain_bc,
-        read_interactions,
-    )
-
-    s = get_settings()
-    interactions = read_interactions(get_engine())
-    if len(interactions) < s.offline_min_interactions:
-        return None, f"{why_not_champion}; {len(interactions)} logged interactions, too few for BC", {}
-    offline = OfflineArgs(fcnet_hiddens=tuple(args.fcnet_hiddens), seed=args.seed)
-    try:
-        rows, counts = offline_rows(interactions, train_users, offline.accepted_only)
-    except OfflineDataError as exc:
-        return None, f"{why_not_champion}; {exc}", {}
-    module, metrics = pretrain_bc(rows, offline)
-    log.info("BC pretraining on %d logged interactions: loss %s", len(rows), metrics["policy_loss"])
-    return bc_to_q_state(module), f"offline BC on {counts['used']} logged interactions", counts
-
-
 def _compact(summary: dict) -> dict:
     keys = ("policy", "mean_reward", "ci_low", "ci_high", "relevance", "nudge_rate", "acceptance_rate")
     return {k: summary[k] for k in keys}
@@ -266,7 +204,10 @@ def _compact(summary: dict) -> dict:
 
 def _compact_segments(segments: dict) -> dict:
     return {
-        kind: {name: {k: row[k] for k in ("diff_mean", "diff_ci_low", "n", "small")} for name, row in rows.items()}
+        kind: {
+            name: {k: row[k] for k in ("diff_mean", "diff_ci_low", "n", "small")}
+            for name, row in rows.items()
+        }
         for kind, rows in segments.items()
     }
 
@@ -280,9 +221,10 @@ def evaluate_candidate(train_result: dict) -> dict:
     from training.evaluation_run import run_evaluation
 
     configure_mlflow()
-    train_users, eval_users = split_users(read_snapshot(train_result["features_uri"]))
+    frame = read_snapshot(train_result["features_uri"])
+    train_users, eval_users = split_users(frame)
     candidate = load_registered_policy(train_result["model_uri"])
-    champion_policy, champion_version, champion_error = _champion()
+    champion_policy, champion_version, champion_error = load_champion()
     run_id = train_result["mlflow_run_id"]
     client = mlflow.MlflowClient()
     steps = {m.step: m.value for m in client.get_metric_history(run_id, "train/env_steps")}
@@ -290,7 +232,7 @@ def evaluate_candidate(train_result: dict) -> dict:
         {"iteration": m.step, "env_steps": steps.get(m.step, m.step), "episode_return_mean": m.value}
         for m in client.get_metric_history(run_id, "train/episode_return_mean")
     ]
-    result = run_evaluation(candidate, champion_policy, train_users, eval_users, run_id, curve)
+    result = run_evaluation(candidate, champion_policy, train_users, eval_users, run_id, curve, frame)
     report = result["report"]
     client.set_tag(run_id, "eval.champion_version", champion_version or "none")
     client.set_tag(run_id, "eval.holdout_archetypes", ",".join(holdout_archetypes()))
@@ -307,6 +249,7 @@ def evaluate_candidate(train_result: dict) -> dict:
             a: policies["candidate"]["segments"]["archetype"].get(a) for a in holdout_archetypes()
         },
         "ope": result["ope"],
+        "ope_served": result["ope_served"],
         "champion_version": champion_version,
     }
     if champion_error:

@@ -241,7 +241,10 @@ def test_a_worse_candidate_is_never_promoted_and_rollback_restores_the_previous_
     refused = subprocess.run([*cli, "promote", gate["version"]], capture_output=True, text=True, env=env)
     assert refused.returncode == 1 and "failed the gate" in refused.stdout
     forced = subprocess.run(
-        [*cli, "promote", gate["version"], "--force", "--reason", "test"], capture_output=True, text=True, env=env
+        [*cli, "promote", gate["version"], "--force", "--reason", "test"],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert str(client.get_model_version_by_alias(name, "champion").version) == gate["version"]
@@ -267,7 +270,9 @@ def test_masked_actions_are_never_chosen_while_exploring(tmp_path):
         obs.append(o["observations"])
         masks.append(o["action_mask"])
         np.testing.assert_array_equal(o["action_mask"], info["action_mask"])
-    batch = {"obs": {"observations": torch.tensor(np.array(obs)), "action_mask": torch.tensor(np.array(masks))}}
+    batch = {
+        "obs": {"observations": torch.tensor(np.array(obs)), "action_mask": torch.tensor(np.array(masks))}
+    }
     allowed = np.array(masks) > 0.5
     assert not allowed.all()  # some actions are masked for these users
     with torch.no_grad():
@@ -283,9 +288,13 @@ def test_a_candidate_starts_from_the_champion_weights(tmp_path):
     users = sample_snapshot(100, 3)
     module, _ = train_dqn(users, DQNArgs(total_timesteps=256, num_steps_sampled_before_learning_starts=500))
     state = {k: v.clone() for k, v in extract_q_network(module).state_dict().items()}
-    fresh, _ = train_dqn(users, DQNArgs(total_timesteps=1, seed=99, num_steps_sampled_before_learning_starts=10**6))
+    fresh, _ = train_dqn(
+        users, DQNArgs(total_timesteps=1, seed=99, num_steps_sampled_before_learning_starts=10**6)
+    )
     warm, _ = train_dqn(
-        users, DQNArgs(total_timesteps=1, seed=99, num_steps_sampled_before_learning_starts=10**6), init_state=state
+        users,
+        DQNArgs(total_timesteps=1, seed=99, num_steps_sampled_before_learning_starts=10**6),
+        init_state=state,
     )
     got = extract_q_network(warm).state_dict()
     assert all(torch.equal(state[k], got[k]) for k in state)
@@ -296,7 +305,9 @@ def test_a_candidate_starts_from_the_champion_weights(tmp_path):
 def test_the_training_dag_continues_from_the_champion(engine, snapshot_uri, small_budget):
     configure_mlflow()
     first = workflow.train_candidate(snapshot_uri, "test-continue-1")
-    assert mlflow.MlflowClient().get_run(first["mlflow_run_id"]).data.params["init_from"].startswith("scratch")
+    assert (
+        mlflow.MlflowClient().get_run(first["mlflow_run_id"]).data.params["init_from"].startswith("scratch")
+    )
     registered = workflow.register_candidate(workflow.evaluate_candidate(first))
     registry.make_champion(registered["version"], by="test", reason="seed a DQN champion")
     second = workflow.train_candidate(snapshot_uri, "test-continue-2")
@@ -307,7 +318,6 @@ def test_the_training_dag_continues_from_the_champion(engine, snapshot_uri, smal
 def _log_interactions(engine, snapshot: pd.DataFrame, per_user: int) -> int:
     """Users of the snapshot in app.users, and rules-with-exploration interactions logged for them."""
     import pandas as pd
-
 
     rng = np.random.default_rng(0)
     decision = RulePolicy().act(raw_matrix(snapshot), epsilon=0.3, rng=rng)
@@ -323,7 +333,11 @@ def _log_interactions(engine, snapshot: pd.DataFrame, per_user: int) -> int:
         )
         rows = [
             {
-                "r": f"req-{u}-{k}", "u": int(u), "a": int(a), "t": "x", "p": float(p),
+                "r": f"req-{u}-{k}",
+                "u": int(u),
+                "a": int(a),
+                "t": "x",
+                "p": float(p),
                 "resp": "accepted" if rng.random() < 0.5 else "ignored",
                 "at": pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=7 * k),
             }
@@ -341,7 +355,9 @@ def _log_interactions(engine, snapshot: pd.DataFrame, per_user: int) -> int:
 
 
 @pytest.mark.slow
-def test_without_a_champion_the_candidate_is_pretrained_offline_on_the_logs(engine, snapshot_uri, small_budget):
+def test_without_a_champion_the_candidate_is_pretrained_offline_on_the_logs(
+    engine, snapshot_uri, small_budget
+):
     from training.offline import OfflineArgs, bc_to_q_state, offline_rows, pretrain_bc, read_interactions
 
     snapshot = workflow.read_snapshot(snapshot_uri)
@@ -365,6 +381,16 @@ def test_without_a_champion_the_candidate_is_pretrained_offline_on_the_logs(engi
     assert params["init_from"].startswith("offline BC on ")
     assert int(params["offline.logged"]) == logged
 
+    # OPE on the served log: the rules' acceptance rate, estimated from a log of the rules with exploration.
+    evaluated = workflow.evaluate_candidate(trained)
+    served = evaluated["ope_served"]
+    assert served["counts"]["used"] == logged
+    accepted = interactions["response"].eq("accepted").mean()
+    for est in ("ips", "snips", "dm", "dr"):
+        assert abs(served["rules"][est]["value"] - accepted) < 0.1, (est, served["rules"][est])
+    metrics = mlflow.MlflowClient().get_run(trained["mlflow_run_id"]).data.metrics
+    assert metrics["ope_served/used"] == logged and "ope_served/candidate_dr" in metrics
+
 
 def _q_network_from(state: dict) -> nn.Module:
     """A training.export.QNetwork with the given weights (dueling, 256-128-64 encoder)."""
@@ -374,6 +400,8 @@ def _q_network_from(state: dict) -> nn.Module:
     layers: list[nn.Module] = []
     for out_dim, in_dim in sizes:
         layers += [nn.Linear(in_dim, out_dim), nn.ReLU()]
-    net = QNetwork(nn.Sequential(*layers), nn.Sequential(nn.Linear(64, N_ACTIONS)), nn.Sequential(nn.Linear(64, 1)))
+    net = QNetwork(
+        nn.Sequential(*layers), nn.Sequential(nn.Linear(64, N_ACTIONS)), nn.Sequential(nn.Linear(64, 1))
+    )
     net.load_state_dict(state)
     return net.eval()

@@ -132,7 +132,10 @@ def test_bandits_learn_to_beat_random_in_the_simulator(users):
     fit_bandit(thompson, raw, 8, 150, seed=2)
     report, _ = evaluate_all(
         {"rules": RulePolicy(), "random": RandomPolicy(0), "linucb": linucb, "thompson": thompson},
-        users, 300, seed=9, oracle_draws=0,
+        users,
+        300,
+        seed=9,
+        oracle_draws=0,
     )
     p = report["policies"]
     assert p["linucb"]["mean_reward"] > p["random"]["mean_reward"]
@@ -195,3 +198,37 @@ def test_simulated_users_are_reproducible(users):
     b, sb = simulated_users(users, 50, 1)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(sa, sb)
+
+
+def test_held_out_archetypes_are_never_trained_on(monkeypatch):
+    from fincoach.settings import reload_settings
+    from training.workflow import split_users
+
+    frame = sample_snapshot(600, 8)
+    monkeypatch.setenv("FINCOACH_HOLDOUT_ARCHETYPES", "spender,saver")
+    reload_settings()
+    try:
+        train, test = split_users(frame)
+        assert not np.isin(archetype(raw_matrix(train)), ["spender", "saver"]).any()
+        assert (archetype(raw_matrix(test)) == "spender").any()  # evaluated on, as a held-out type
+        assert not set(train["user_id"]) & set(test["user_id"])
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+
+
+def test_report_tables_and_figures_cover_every_policy(users):
+    from training.report import eval_metrics, figures, ope_table, policy_table, segment_table
+
+    policies = {"rules": RulePolicy(), "random": RandomPolicy(0)}
+    report, _ = evaluate_all(policies, users, 100, seed=1, oracle_draws=0)
+    log = ope.simulate_log(RulePolicy(), users, 100, seed=2, epsilon=0.3)
+    checks = {"random": ope.check_against_simulator(RandomPolicy(3), log)}
+    assert list(policy_table(report)["policy"]) == ["rules", "random"]
+    assert set(segment_table(report)["kind"]) == {"income_band", "age_band", "archetype"}
+    assert len(ope_table(checks)) == 4
+    metrics = eval_metrics(report, checks)
+    assert "eval/random_vs_rules_diff" in metrics and "ope/random_dr_abs_error" in metrics
+    assert any(k.startswith("eval/rules_segment/archetype/") for k in metrics)
+    figs = figures(report, checks, [{"iteration": 1, "env_steps": 10, "episode_return_mean": 0.1}])
+    assert set(figs) == {"plots/policies_ci.png", "plots/segments.png", "plots/curves.png", "plots/ope.png"}
