@@ -42,6 +42,7 @@ from serving.explain import explanations
 from serving.families import ACTION_FAMILIES, CATALOG_AMOUNTS
 from serving.guardrails import UserContext
 from serving.model_loader import LoadedPolicy, load_policy
+from serving.prefetch import prefetch
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
 
     engine = get_engine()
     phases: Counter[str] = Counter()  # seconds per phase, for the run log (where the time goes at 1M users)
-    tables: list[pa.Table] = []
+    tables: list[pa.Table] = []  # the lake copy, pseudonymised
     unscored: Counter[str] = Counter()
     read_users = scored_users = imputed_users = 0
     with engine.connect() as writer:
@@ -135,21 +136,29 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
         )
         chunks = user_chunks(generated_at - timedelta(hours=s.nudge_cap_window_hours), generated_at,
                              f"batch:{run_id}:", CHUNK_ROWS)
-        while True:
-            with _timed(phases, "read"):
-                frame = next(chunks, None)
-            if frame is None:
-                break
-            read_users += len(frame)
-            with _timed(phases, "score"):
-                chunk = _score_chunk(frame, loaded, k, epsilon, rng, run_id, generated_at, expires_at)
+
+        def scored() -> Iterator[tuple[int, _Chunk, pa.Table]]:
+            # In a thread: reading and scoring the next chunk overlap the COPY of this one.
+            while True:
+                with _timed(phases, "read"):
+                    frame = next(chunks, None)
+                if frame is None:
+                    return
+                with _timed(phases, "score"):
+                    chunk = _score_chunk(frame, loaded, k, epsilon, rng, run_id, generated_at, expires_at)
+                with _timed(phases, "pseudonymise"):
+                    lake_rows = _for_lake(chunk.rows)
+                yield len(frame), chunk, lake_rows
+
+        for n_read, chunk, lake_rows in prefetch(scored()):
+            read_users += n_read
             unscored.update(chunk.unscored)
             imputed_users += chunk.imputed_users
             scored_users += chunk.users
             if chunk.rows.num_rows:
                 with _timed(phases, "copy"):
                     _copy(writer, chunk.rows)
-                tables.append(chunk.rows)
+                tables.append(lake_rows)
             log.info("batch %s: %d users read, %d scored, %d unscored", run_id, read_users, scored_users,
                      sum(unscored.values()))
         if read_users and not scored_users:
@@ -166,10 +175,9 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
         with _timed(phases, "commit"):
             writer.commit()
 
-    rows = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    rows = pa.concat_tables(tables) if tables else LAKE_SCHEMA.empty_table()
     with _timed(phases, "lake"):
-        path = lake.replace_partition(_for_lake(rows), f"recommendations/dt={generated_at:%Y-%m-%d}",
-                                      f"{run_id}.parquet")
+        path = lake.replace_partition(rows, f"recommendations/dt={generated_at:%Y-%m-%d}", f"{run_id}.parquet")
     if unscored:
         log.warning("batch %s: %d users could not be scored: %s", run_id, sum(unscored.values()), dict(unscored))
     return {

@@ -39,10 +39,12 @@ _USER_FEATURES = sa.text(
     "   and c.served_at >= :since and c.action_type <> 'NO_ACTION') as recent_nudges"
     " from features.user_features_latest f join app.users u on u.user_id = f.user_id where f.user_id = :user_id"
 )
+# A user who opted out after the batch run gets nothing but NO_ACTION from then on.
 _RECOMMENDATIONS = sa.text(
     "select rank, action_id, action_type, action_text, family, explanation, parameters, score, propensity, "
-    "model_version, run_id, generated_at, expires_at from serving.recommendations "
-    "where user_id = :user_id and expires_at > now() order by rank"
+    "model_version, run_id, generated_at, expires_at from serving.recommendations r "
+    "where user_id = :user_id and expires_at > now() and (action_type = 'NO_ACTION' or not exists "
+    "(select 1 from app.coaching_opt_outs o where o.user_id = r.user_id)) order by rank"
 )
 _FEEDBACK = sa.text(
     "update app.coaching_interactions set response = :response, responded_at = now() "

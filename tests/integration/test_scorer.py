@@ -192,6 +192,16 @@ def test_recommendations_of_a_scored_user_come_ranked_and_unknown_users_get_404(
     assert missing.status_code == 404 and "no unexpired recommendations for user 999" in missing.json()["detail"]
 
 
+def test_a_user_who_opts_out_after_the_batch_run_is_served_none_of_its_nudges(scorer, clean_db):
+    insert_users(clean_db, [3])
+    score_all_users("http-3", datetime.now(UTC))
+    assert scorer.get("/recommendations/3").status_code == 200
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("insert into app.coaching_opt_outs (user_id) values (3)"))
+
+    assert scorer.get("/recommendations/3").status_code == 404
+
+
 def test_expired_recommendations_are_not_served(scorer, clean_db):
     insert_users(clean_db, [1])
     score_all_users("http-2", datetime(2020, 1, 1, tzinfo=UTC))

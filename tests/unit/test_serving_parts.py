@@ -105,3 +105,32 @@ def test_the_online_and_the_batch_explanation_are_the_same_text():
     ids = rng.integers(0, len(ACTIONS), 200)
 
     assert explanations(raw, ids).to_pylist() == [explain_one(r, a) for r, a in zip(raw, ids, strict=True)]
+
+
+def test_prefetch_keeps_order_and_hands_errors_to_the_consumer():
+    from serving.prefetch import prefetch
+
+    def numbers():
+        yield from range(5)
+        raise RuntimeError("producer broke")
+
+    seen = []
+    with pytest.raises(RuntimeError, match="producer broke"):
+        for n in prefetch(numbers()):
+            seen.append(n)
+    assert seen == [0, 1, 2, 3, 4]
+    closed = []
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.append(True)
+
+    for n in prefetch(endless()):
+        if n == 3:
+            break
+    assert closed == [True]  # the consumer stopped early: the producer was closed
