@@ -132,7 +132,9 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
     with engine.connect() as writer:
         # One transaction on `writer`: staging, swap and log commit together or not at all.
         writer.execute(
-            sa.text(f"create temp table {STAGING} (like serving.recommendations including all) on commit drop")
+            # No indexes: COPY runs at full speed, and the swap into the real table checks the primary key.
+            sa.text(f"create temp table {STAGING} (like serving.recommendations including defaults including "
+                    "constraints) on commit drop")
         )
         chunks = user_chunks(generated_at - timedelta(hours=s.nudge_cap_window_hours), generated_at,
                              f"batch:{run_id}:", CHUNK_ROWS)
