@@ -387,3 +387,13 @@ def test_a_failing_champion_falls_back_to_the_previous_one_and_the_breaker_opens
     assert "ModelOutputError: non-finite score" in answers[0]["fallback_reason"]
     failures = get_settings().scorer_breaker_failures
     assert "circuit open" in answers[failures]["fallback_reason"]
+
+
+def test_on_start_the_previous_champion_is_the_last_version_the_gate_promoted(model_name, tmp_path, clean_db):
+    v1 = register_champion(model_name, tmp_path / "v1")
+    v2 = register_champion(model_name, tmp_path / "v2")
+
+    with _serve_in_thread(FINCOACH_API_KEYS=None) as url:
+        ready = httpx.get(f"{url}/readyz").json()
+
+    assert (ready["champion"], ready["previous_champion"]) == (v2, v1)
