@@ -138,4 +138,5 @@ def create_app() -> FastAPI:
 def run() -> None:
     """Serve the scorer on FINCOACH_SCORER_HOST:FINCOACH_SCORER_PORT until interrupted."""
     s = get_settings()
-    uvicorn.run(create_app(), host=s.scorer_host, port=s.scorer_port, log_level="warning")
+    uvicorn.run("serving.app:create_app", factory=True, host=s.scorer_host, port=s.scorer_port,
+                workers=s.scorer_workers, log_level="warning")

@@ -7,6 +7,7 @@ rate, and the p99 ratio to the bare endpoint. Aim: p99 < 10 ms at 500 requests/s
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -60,7 +61,9 @@ def test_scorer_latency_at_fixed_rates(clean_db, tmp_path):
     bare = subprocess.Popen([sys.executable, "-c", BARE.replace("{port}", str(port))], cwd=REPO)
     redis_url = _redis_url()
     env = {"FINCOACH_MODEL_NAME": f"bench-none-{uuid.uuid4().hex[:8]}",
-           "FINCOACH_CACHE_PREFIX": f"fincoach-bench-{uuid.uuid4().hex[:8]}"}
+           "FINCOACH_CACHE_PREFIX": f"fincoach-bench-{uuid.uuid4().hex[:8]}",
+           "FINCOACH_SCORER_RELOAD_SECONDS": "30", "FINCOACH_SCORER_LOG_FLUSH_SECONDS": "0.2",
+           "FINCOACH_SCORER_WORKERS": os.environ.get("FINCOACH_SCORER_WORKERS", "1")}
     if redis_url:
         env["FINCOACH_REDIS_URL"] = redis_url
     results = []
@@ -83,7 +86,8 @@ def test_scorer_latency_at_fixed_rates(clean_db, tmp_path):
         bare.terminate()
         bare.wait(timeout=10)
 
-    print(f"\nscorer latency over loopback, {SECONDS}s per point, Redis {'on' if redis_url else 'off'}")
+    print(f"\nscorer latency over loopback, {SECONDS}s per point, Redis {'on' if redis_url else 'off'}, "
+          f"{env['FINCOACH_SCORER_WORKERS']} worker(s)")
     print(f"{'endpoint':28} {'rps':>5} {'p50 ms':>8} {'p99 ms':>8} {'bare p50':>9} {'bare p99':>9} {'p99 ratio':>9}")
     for r in results:
         ratio = r["p99_ms"] / r["bare"]["p99_ms"]
