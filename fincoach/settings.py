@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     # A user served this many nudges (anything but NO_ACTION) within the window gets NO_ACTION only.
     nudge_cap: int = 5
     nudge_cap_window_hours: int = 168
+    # Scorer processes (uvicorn workers), each with its own models, cache client and log writer.
+    scorer_workers: int = 1
     # How often the scorer checks whether the `champion` alias moved and re-reads experiments (seconds).
     scorer_reload_seconds: float = 30.0
     # Circuit breaker: consecutive model errors that open it, and how long it stays open (seconds).

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import sqlalchemy as sa
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Path, Request, Response
+from fastapi.responses import JSONResponse
 
 from fincoach.api_keys import auth_enabled, require_api_key
 from fincoach.db import get_engine
@@ -104,7 +105,7 @@ def create_app() -> FastAPI:
                         503: {"description": "Postgres unreachable and nothing cached"}})
     def recommendations(request: Request, user_id: int = UserId) -> Recommendations:
         """The user's current precomputed recommendations, best first."""
-        return call(scorer_of(request).recommendations, user_id)
+        return JSONResponse(call(scorer_of(request).recommendations, user_id))  # validated when built
 
     @app.post("/score", dependencies=_SECURED,
               responses={**_AUTH, 404: {"description": "user has no features"},
@@ -115,13 +116,13 @@ def create_app() -> FastAPI:
         """One epsilon-greedy choice among the actions the guardrails allow, for a user or a feature vector."""
         scorer = scorer_of(request)
         if body.user_id is not None:
-            return call(scorer.score_user, body.user_id)
+            return JSONResponse(call(scorer.score_user, body.user_id).model_dump(mode="json"))
         unknown = sorted(set(body.features) - set(FEATURE_NAMES))
         missing = [name for name in FEATURE_NAMES if name not in body.features]
         if unknown or missing:
             raise HTTPException(422, {"message": f"features do not match the feature spec {FEATURE_SPEC_VERSION}",
                                       "unknown": unknown, "missing": missing})
-        return scorer.score_features(body.features)
+        return JSONResponse(scorer.score_features(body.features).model_dump(mode="json"))
 
     @app.post("/feedback", dependencies=_SECURED,
               responses={**_AUTH, 404: {"description": "no such served recommendation"},
@@ -137,4 +138,5 @@ def create_app() -> FastAPI:
 def run() -> None:
     """Serve the scorer on FINCOACH_SCORER_HOST:FINCOACH_SCORER_PORT until interrupted."""
     s = get_settings()
-    uvicorn.run(create_app(), host=s.scorer_host, port=s.scorer_port, log_level="warning")
+    uvicorn.run("serving.app:create_app", factory=True, host=s.scorer_host, port=s.scorer_port,
+                workers=s.scorer_workers, log_level="warning")

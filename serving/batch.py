@@ -18,6 +18,8 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,11 +36,13 @@ from fincoach.db import get_engine
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, raw_matrix
 from fincoach.pseudonym import pseudonymise_many
 from fincoach.settings import get_settings
+from serving.batch_read import user_chunks
 from serving.decide import allowed_actions, rank
 from serving.explain import explanations
 from serving.families import ACTION_FAMILIES, CATALOG_AMOUNTS
 from serving.guardrails import UserContext
 from serving.model_loader import LoadedPolicy, load_policy
+from serving.prefetch import prefetch
 
 log = logging.getLogger(__name__)
 
@@ -75,21 +79,6 @@ _URGENCIES = np.array([a.urgency for a in ACTIONS], dtype=object)
 _PARAMETERS_JSON = np.array(
     [json.dumps({"amount": float(a.amount), "category": a.category, "urgency": a.urgency}) for a in ACTIONS],
     dtype=object,
-)
-_CONTEXT_COLUMNS = ["user_id", "feature_spec_version", "known_user", "opted_out", "recent_nudges"]
-
-# Features, and what the guardrails need: opt-out, and nudges served in the cap window before this run
-# by other runs (so that a rerun counts the same).
-_READ = sa.text(
-    "select f.user_id, f.feature_spec_version, u.user_id is not null as known_user, "
-    "o.user_id is not null as opted_out, coalesce(n.nudges, 0) as recent_nudges, "
-    + ", ".join(f"f.{name}" for name in FEATURE_NAMES)
-    + " from features.user_features_latest f left join app.users u on u.user_id = f.user_id"
-    " left join app.coaching_opt_outs o on o.user_id = f.user_id"
-    " left join (select user_id, count(*) as nudges from app.coaching_interactions"
-    "  where served_at >= :since and served_at < :until and action_type <> 'NO_ACTION'"
-    "  and left(request_id, length(:own)) <> :own group by user_id) n on n.user_id = f.user_id"
-    " order by f.user_id"
 )
 
 _SWAP = [
@@ -136,27 +125,42 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big"))
 
     engine = get_engine()
-    tables: list[pa.Table] = []
+    phases: Counter[str] = Counter()  # seconds per phase, for the run log (where the time goes at 1M users)
+    tables: list[pa.Table] = []  # the lake copy, pseudonymised
     unscored: Counter[str] = Counter()
     read_users = scored_users = imputed_users = 0
-    with engine.connect() as reader, engine.connect() as writer:
+    with engine.connect() as writer:
         # One transaction on `writer`: staging, swap and log commit together or not at all.
         writer.execute(
-            sa.text(f"create temp table {STAGING} (like serving.recommendations including all) on commit drop")
+            # No indexes: COPY runs at full speed, and the swap into the real table checks the primary key.
+            sa.text(f"create temp table {STAGING} (like serving.recommendations including defaults including "
+                    "constraints) on commit drop")
         )
-        window = {"since": generated_at - timedelta(hours=s.nudge_cap_window_hours), "until": generated_at,
-                  "own": f"batch:{run_id}:"}
-        stream = reader.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(_READ, window)
-        for part in stream.partitions(CHUNK_ROWS):
-            frame = pd.DataFrame.from_records(part, columns=[*_CONTEXT_COLUMNS, *FEATURE_NAMES])
-            read_users += len(frame)
-            chunk = _score_chunk(frame, loaded, k, epsilon, rng, run_id, generated_at, expires_at)
+        chunks = user_chunks(generated_at - timedelta(hours=s.nudge_cap_window_hours), generated_at,
+                             f"batch:{run_id}:", CHUNK_ROWS)
+
+        def scored() -> Iterator[tuple[int, _Chunk, pa.Table]]:
+            # In a thread: reading and scoring the next chunk overlap the COPY of this one.
+            while True:
+                with _timed(phases, "read"):
+                    frame = next(chunks, None)
+                if frame is None:
+                    return
+                with _timed(phases, "score"):
+                    chunk = _score_chunk(frame, loaded, k, epsilon, rng, run_id, generated_at, expires_at)
+                with _timed(phases, "pseudonymise"):
+                    lake_rows = _for_lake(chunk.rows)
+                yield len(frame), chunk, lake_rows
+
+        for n_read, chunk, lake_rows in prefetch(scored()):
+            read_users += n_read
             unscored.update(chunk.unscored)
             imputed_users += chunk.imputed_users
             scored_users += chunk.users
             if chunk.rows.num_rows:
-                _copy(writer, chunk.rows)
-                tables.append(chunk.rows)
+                with _timed(phases, "copy"):
+                    _copy(writer, chunk.rows)
+                tables.append(lake_rows)
             log.info("batch %s: %d users read, %d scored, %d unscored", run_id, read_users, scored_users,
                      sum(unscored.values()))
         if read_users and not scored_users:
@@ -165,13 +169,17 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
                 f"({dict(unscored)}); rebuild the features with spec {FEATURE_SPEC_VERSION} and rerun. "
                 "serving.recommendations is unchanged."
             )
-        for statement in _SWAP:
-            writer.execute(sa.text(statement))
-        logged = writer.execute(_LOG_SERVED).rowcount
-        writer.commit()
+        with _timed(phases, "swap"):
+            for statement in _SWAP:
+                writer.execute(sa.text(statement))
+        with _timed(phases, "log"):
+            logged = writer.execute(_LOG_SERVED).rowcount
+        with _timed(phases, "commit"):
+            writer.commit()
 
-    rows = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    path = lake.replace_partition(_for_lake(rows), f"recommendations/dt={generated_at:%Y-%m-%d}", f"{run_id}.parquet")
+    rows = pa.concat_tables(tables) if tables else LAKE_SCHEMA.empty_table()
+    with _timed(phases, "lake"):
+        path = lake.replace_partition(rows, f"recommendations/dt={generated_at:%Y-%m-%d}", f"{run_id}.parquet")
     if unscored:
         log.warning("batch %s: %d users could not be scored: %s", run_id, sum(unscored.values()), dict(unscored))
     return {
@@ -190,7 +198,17 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
         "imputed_users": imputed_users,
         "interactions_logged": logged,
         "seconds": round(time.perf_counter() - started, 2),
+        "phase_seconds": {name: round(value, 2) for name, value in phases.items()},
     }
+
+
+@contextmanager
+def _timed(phases: Counter[str], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] += time.perf_counter() - started
 
 
 def _check_inputs(run_id: str, generated_at: datetime, k: int, epsilon: float) -> None:
@@ -281,8 +299,10 @@ def _score_chunk(
 
 def _copy(conn: sa.Connection, table: pa.Table) -> None:
     """COPY a chunk into the staging table (CSV written by Arrow; parameters as JSON text for jsonb)."""
-    params = _parameters_json(table)
-    csv_table = table.set_column(SCHEMA.get_field_index("parameters"), "parameters", params)
+    csv_table = table.set_column(SCHEMA.get_field_index("parameters"), "parameters", _parameters_json(table))
+    for name in ("generated_at", "expires_at"):  # one time per run: format it once, not per row
+        stamp = table.column(name)[0].as_py().isoformat() if table.num_rows else ""
+        csv_table = csv_table.set_column(SCHEMA.get_field_index(name), name, pa.repeat(stamp, table.num_rows))
     buf = io.BytesIO()
     pa_csv.write_csv(csv_table, buf, pa_csv.WriteOptions(include_header=False))
     raw = conn.connection.driver_connection

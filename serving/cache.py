@@ -56,6 +56,17 @@ class Cache:
             return None
         return None if raw is None else json.loads(raw)
 
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        """Cached values of several keys in one round trip (None for each miss)."""
+        if not self._usable():
+            return [None] * len(keys)
+        try:
+            values = self._client.mget(keys)
+        except self._errors() as exc:
+            self._failed(exc)
+            return [None] * len(keys)
+        return [None if raw is None else json.loads(raw) for raw in values]
+
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Cache a value for `ttl` seconds (default the configured TTL); silently skipped without Redis."""
         if not self._usable():

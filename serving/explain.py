@@ -68,15 +68,29 @@ def _template(action_id: int) -> Template:
 
 
 TEMPLATES: tuple[Template, ...] = tuple(_template(a.id) for a in ACTIONS)
+_INDEX = {piece.feature: feature_index(piece.feature) for t in TEMPLATES for piece in t if isinstance(piece, Value)}
 
 
 def _format(values: np.ndarray, kind: str) -> pa.Array:
+    """Vectorised, and exactly what `_format_one` gives for each value."""
+    if kind == "money":
+        return pa.array(np.rint(values).astype(np.int64)).cast(pa.string())
     if kind == "pct":
         return pc.binary_join_element_wise(pa.array(np.rint(values * 100).astype(np.int64)).cast(pa.string()),
                                            "%", "")
-    if kind == "months":
-        return pa.array(np.round(values, 1)).cast(pa.string())
-    return pa.array(np.rint(values).astype(np.int64)).cast(pa.string())
+    tenths = np.rint(np.abs(values) * 10).astype(np.int64)  # months: one decimal
+    sign = np.where((values < 0) & (tenths > 0), "-", "")
+    return pc.binary_join_element_wise(pa.array(sign, pa.string()), pa.array(tenths // 10).cast(pa.string()), ".",
+                                       pa.array(tenths % 10).cast(pa.string()), "")
+
+
+def _format_one(value: float, kind: str) -> str:
+    if kind == "money":
+        return str(int(np.rint(value)))
+    if kind == "pct":
+        return f"{int(np.rint(value * 100))}%"
+    tenths = int(np.rint(abs(value) * 10))
+    return f"{'-' if value < 0 and tenths else ''}{tenths // 10}.{tenths % 10}"
 
 
 def explanations(raw: np.ndarray, action_ids: np.ndarray) -> pa.Array:
@@ -99,5 +113,7 @@ def explanations(raw: np.ndarray, action_ids: np.ndarray) -> pa.Array:
 
 
 def explain_one(raw_row: np.ndarray, action_id: int) -> str:
-    """The explanation of one action for one user."""
-    return explanations(np.atleast_2d(raw_row), np.array([action_id]))[0].as_py()
+    """The explanation of one action for one user (the online path: plain Python, same text)."""
+    raw_row = np.ravel(raw_row)
+    return "".join(piece if isinstance(piece, str) else _format_one(raw_row[_INDEX[piece.feature]], piece.kind)
+                   for piece in TEMPLATES[action_id])

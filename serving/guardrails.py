@@ -33,6 +33,8 @@ MONEY_TYPES = frozenset({"SAVE_MORE", "BUILD_EMERGENCY_FUND", "INVEST", "PAY_DEB
 MONEY_FAMILIES = frozenset({"investment_suggestion"})
 
 _TYPES = np.array([a.type for a in ACTIONS], dtype=object)
+_COL = {name: feature_index(name) for name in (
+    "monthly_income", "monthly_spend", "debt_total", "max_debt_apr", "emergency_fund_months")}
 IS_NO_ACTION = _TYPES == "NO_ACTION"
 IS_INVESTMENT = (_TYPES == "INVEST") | (ACTION_FAMILIES == "investment_suggestion")
 MOVES_MONEY = np.array([a.type in MONEY_TYPES or f in MONEY_FAMILIES
@@ -70,7 +72,7 @@ class Limits:
 def disposable_income(raw: np.ndarray) -> np.ndarray:
     """(n,) 30-day income minus 30-day spend, never below 0."""
     raw = np.atleast_2d(raw)
-    return np.maximum(raw[:, feature_index("monthly_income")] - raw[:, feature_index("monthly_spend")], 0.0)
+    return np.maximum(raw[:, _COL["monthly_income"]] - raw[:, _COL["monthly_spend"]], 0.0)
 
 
 def allowed(raw: np.ndarray, amounts: np.ndarray, context: UserContext, limits: Limits | None = None) -> np.ndarray:
@@ -79,10 +81,8 @@ def allowed(raw: np.ndarray, amounts: np.ndarray, context: UserContext, limits: 
     raw = np.atleast_2d(raw)
     n = len(raw)
     ok = np.ones((n, N_ACTIONS), dtype=bool)
-    costly_debt = (raw[:, feature_index("debt_total")] > 0) & (
-        raw[:, feature_index("max_debt_apr")] >= limits.high_interest_apr
-    )
-    no_fund = ~(raw[:, feature_index("emergency_fund_months")] >= limits.min_emergency_fund_months)  # NaN: no fund
+    costly_debt = (raw[:, _COL["debt_total"]] > 0) & (raw[:, _COL["max_debt_apr"]] >= limits.high_interest_apr)
+    no_fund = ~(raw[:, _COL["emergency_fund_months"]] >= limits.min_emergency_fund_months)  # NaN: no fund
     ok[:, IS_INVESTMENT] &= ~(costly_debt | no_fund)[:, None]
     affordable = np.isfinite(amounts) & (amounts <= disposable_income(raw)[:, None])
     ok &= ~MOVES_MONEY | affordable

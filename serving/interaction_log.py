@@ -125,10 +125,11 @@ class InteractionLog:
                 log.warning("interaction log: Postgres unavailable, %d rows wait: %s", len(batch), self.last_error)
                 return False
             with self._lock:
-                for served in batch:
-                    self._pending.popleft()
-                    if served.action_type != "NO_ACTION":
-                        self._pending_nudges[served.user_id] -= 1
+                for served in batch:  # those of the batch still queued (a full queue may have dropped some)
+                    if self._pending and self._pending[0] is served:
+                        self._pending.popleft()
+                        if served.action_type != "NO_ACTION":
+                            self._pending_nudges[served.user_id] -= 1
                 self._pending_nudges = +self._pending_nudges
             self.written += inserted
             self.last_error = None

@@ -39,10 +39,12 @@ _USER_FEATURES = sa.text(
     "   and c.served_at >= :since and c.action_type <> 'NO_ACTION') as recent_nudges"
     " from features.user_features_latest f join app.users u on u.user_id = f.user_id where f.user_id = :user_id"
 )
+# A user who opted out after the batch run gets nothing but NO_ACTION from then on.
 _RECOMMENDATIONS = sa.text(
     "select rank, action_id, action_type, action_text, family, explanation, parameters, score, propensity, "
-    "model_version, run_id, generated_at, expires_at from serving.recommendations "
-    "where user_id = :user_id and expires_at > now() order by rank"
+    "model_version, run_id, generated_at, expires_at from serving.recommendations r "
+    "where user_id = :user_id and expires_at > now() and (action_type = 'NO_ACTION' or not exists "
+    "(select 1 from app.coaching_opt_outs o where o.user_id = r.user_id)) order by rank"
 )
 _FEEDBACK = sa.text(
     "update app.coaching_interactions set response = :response, responded_at = now() "
@@ -127,30 +129,42 @@ class Scorer:
     def score_features(self, features: dict[str, float]) -> ScoreResponse:
         """One choice for a feature vector (not logged: there is no user)."""
         raw = vector_from_mapping(features)[None, :]
-        return self._score(raw, UserContext.none(1), None)
+        return self._decide(raw, UserContext.none(1), None)[0]
 
     def score_user(self, user_id: int) -> ScoreResponse:
-        """One choice for a user's stored features, logged as served."""
-        state = self.user_state(user_id)
-        raw = np.array([state["features"]], dtype=np.float64)
-        context = UserContext(np.array([state["opted_out"]]), np.array([state["recent_nudges"]]))
-        response = self._score(raw, context, user_id)
-        if response.action_type != "NO_ACTION":  # the cached count follows what this scorer serves
-            self.cache.set(self.cache.key("features", user_id), state | {"recent_nudges": state["recent_nudges"] + 1})
-        return response
-
-    def user_state(self, user_id: int) -> dict:
-        """Raw features, opt-out and nudges in the cap window of a user: from the cache, else Postgres."""
-        key = self.cache.key("features", user_id)
-        cached = self.cache.get(key)
-        self.metrics.cache.labels("features", "hit" if cached else "miss").inc()
-        if cached is None:
+        """One choice for a user's stored features (cached ones if any), logged as served."""
+        experiment_id, arm, first = self._arm(user_id)
+        expected = first or self.front_tier()
+        features_key = self.cache.key("features", user_id)
+        scores_key = self.cache.key("scores", expected.model_version, user_id)
+        state, cached_scores = self.cache.get_many([features_key, scores_key])  # one round trip
+        self.metrics.cache.labels("features", "hit" if state else "miss").inc()
+        self.metrics.cache.labels("scores", "hit" if cached_scores else "miss").inc()
+        if state is None:
             # Pending nudges first: one written meanwhile is then counted twice (safe), never missed.
             pending = self.log.pending_nudges(user_id)
-            cached = self._load_user_state(user_id)
-            cached["recent_nudges"] += pending
-            self.cache.set(key, cached)
-        return cached
+            state = self._load_user_state(user_id)
+            state["recent_nudges"] += pending
+        raw = np.array([state["features"]], dtype=np.float64)
+        context = UserContext(np.array([state["opted_out"]]), np.array([state["recent_nudges"]]))
+        cached = None if cached_scores is None else Answer(expected, np.array([cached_scores]), None)
+        response, answer = self._decide(raw, context, user_id, experiment_id, arm, first, cached)
+        if cached is None and answer.tier is expected:
+            self.cache.set(scores_key, answer.scores[0].tolist())
+        if response.action_type != "NO_ACTION" or cached_scores is None:  # the cached count follows what we serve
+            bump = int(response.action_type != "NO_ACTION")
+            self.cache.set(features_key, state | {"recent_nudges": state["recent_nudges"] + bump})
+        return response
+
+    def _arm(self, user_id: int) -> tuple[str | None, experiments.Arm | None, Tier | None]:
+        """(experiment id, the user's arm, the tier the arm asks first; None: the chain as is)."""
+        experiment = self.experiment
+        if experiment is None:
+            return None, None, None
+        arm = experiment.assign(user_id)
+        if arm.kind == "rules":
+            return experiment.experiment_id, arm, self.chain.rules
+        return experiment.experiment_id, arm, self.reloader.arm_tiers.get(arm.model_key) if arm.model_key else None
 
     def _load_user_state(self, user_id: int) -> dict:
         since = datetime.now(UTC) - timedelta(hours=get_settings().nudge_cap_window_hours)
@@ -169,15 +183,12 @@ class Scorer:
         return {"features": raw[0].tolist(), "opted_out": bool(row["opted_out"]),
                 "recent_nudges": int(row["recent_nudges"])}
 
-    def _score(self, raw: np.ndarray, context: UserContext, user_id: int | None) -> ScoreResponse:
+    def _decide(self, raw: np.ndarray, context: UserContext, user_id: int | None, experiment_id: str | None = None,
+                arm: experiments.Arm | None = None, first: Tier | None = None,
+                cached: Answer | None = None) -> tuple[ScoreResponse, Answer]:
+        """The guardrailed choice for one user (logged when there is a user), and the answer it came from."""
         allowed, amounts = allowed_actions(raw, context)
-        arm = self.experiment.assign(user_id) if (self.experiment and user_id is not None) else None
-        first = None
-        if arm is not None and arm.kind == "rules":
-            first = self.chain.rules
-        elif arm is not None and arm.model_key:
-            first = self.reloader.arm_tiers.get(arm.model_key)
-        answer = self._answer(raw, allowed, first, user_id)
+        answer = cached or self.chain.answer(raw, allowed, first=first)
         settings = get_settings()
         ranked = rank(answer.scores, allowed, amounts, 1, settings.serving_epsilon, self._generator())
         action_id = int(ranked.actions[0, 0])
@@ -195,7 +206,7 @@ class Scorer:
             model_version=answer.tier.model_version,
             source=answer.tier.name,
             fallback_reason=answer.fallback_reason,
-            experiment_id=self.experiment.experiment_id if arm else None,
+            experiment_id=experiment_id,
             arm=arm.name if arm else None,
         )
         self.metrics.served.labels(answer.tier.name).inc()
@@ -203,22 +214,7 @@ class Scorer:
             response.request_id = str(uuid.uuid4())
             self.log.record(Served(response.request_id, user_id, action_id, action.type, response.propensity,
                                    response.model_version, datetime.now(UTC), response.experiment_id, response.arm))
-        return response
-
-    def _answer(self, raw: np.ndarray, allowed: np.ndarray, first: Tier | None, user_id: int | None) -> Answer:
-        """The chain's answer; for a user, the scores of the tier expected to answer are cached by model version."""
-        if user_id is None:
-            return self.chain.answer(raw, allowed, first=first)
-        expected = first or self.front_tier()
-        key = self.cache.key("scores", expected.model_version, user_id)
-        cached = self.cache.get(key)
-        self.metrics.cache.labels("scores", "hit" if cached else "miss").inc()
-        if cached is not None:
-            return Answer(expected, np.array([cached], dtype=np.float64), None)
-        answer = self.chain.answer(raw, allowed, first=first)
-        if answer.tier is expected:
-            self.cache.set(key, answer.scores[0].tolist())
-        return answer
+        return response, answer
 
     def _generator(self) -> np.random.Generator:
         rng = getattr(self._rng, "rng", None)
@@ -228,15 +224,14 @@ class Scorer:
 
     # --- precomputed recommendations and feedback -------------------------------------------------------------
 
-    def recommendations(self, user_id: int) -> Recommendations:
-        """The user's unexpired batch recommendations: cache, else Postgres (then cached until they expire)."""
+    def recommendations(self, user_id: int) -> dict:
+        """The user's unexpired batch recommendations as a Recommendations document: cache, else Postgres."""
         key = self.cache.key("recommendations", user_id)
         cached = self.cache.get(key)
-        if cached is not None:
-            body = Recommendations.model_validate(cached)
-            if all(r.expires_at > datetime.now(UTC) for r in body.recommendations):
-                self.metrics.cache.labels("recommendations", "hit").inc()
-                return body.model_copy(update={"from_cache": True})
+        if cached is not None and all(datetime.fromisoformat(r["expires_at"]) > datetime.now(UTC)
+                                      for r in cached["recommendations"]):
+            self.metrics.cache.labels("recommendations", "hit").inc()
+            return cached | {"from_cache": True}
         self.metrics.cache.labels("recommendations", "miss").inc()
         try:
             with self.engine.connect() as conn:
@@ -248,9 +243,10 @@ class Scorer:
             raise NotFoundError(f"no unexpired recommendations for user {user_id}; the next batch scoring run "
                                 "will write them if the user has features")
         body = Recommendations(user_id=user_id, recommendations=[Recommendation(**r) for r in rows])
+        document = body.model_dump(mode="json")
         until_expiry = (min(r.expires_at for r in body.recommendations) - datetime.now(UTC)).total_seconds()
-        self.cache.set(key, body.model_dump(mode="json"), ttl=min(self.cache.ttl, until_expiry))
-        return body
+        self.cache.set(key, document, ttl=min(self.cache.ttl, until_expiry))
+        return document
 
     def feedback(self, request_id: str, response: str) -> FeedbackStored:
         """Store the user's response to a served recommendation (once; the same response again is a no-op)."""

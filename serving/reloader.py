@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from fincoach.policy import IncompatibleModelError
@@ -62,13 +63,22 @@ class Reloader:
     def __init__(self, chain: FallbackChain, on_tick: Callable[[], None] = lambda: None):
         self.chain = chain
         self.on_tick = on_tick  # also refreshes experiments on the same schedule
-        self.registry_ok: bool | None = None
+        self._last_ok: float | None = None  # monotonic time of the last answered registry check
+        self._last_failed = False
         self.last_error: str | None = None
         self.arm_tiers: dict[str, Tier] = {}  # "alias:<a>" | "version:<v>" → loaded tier
         self.wanted_arms: set[str] = set()
         self._refused: set[str] = set()  # versions of another feature spec or catalog
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="champion-reloader", daemon=True)
+
+    @property
+    def registry_ok(self) -> bool | None:
+        """Whether the registry answered lately (a check that hangs counts as down); None before any check."""
+        if self._last_ok is None:
+            return False if self._last_failed else None
+        stale = time.monotonic() - self._last_ok > 3 * get_settings().scorer_reload_seconds + 5
+        return not (self._last_failed or stale)
 
     def start(self) -> None:
         """Start following (the first check runs at once)."""
@@ -90,9 +100,9 @@ class Reloader:
         try:
             self.on_tick()
             version = alias_version(name, "champion")
-            self.registry_ok, self.last_error = True, None
+            self._last_ok, self._last_failed, self.last_error = time.monotonic(), False, None
         except LOAD_ERRORS as exc:
-            self.registry_ok, self.last_error = False, f"{type(exc).__name__}: {first_line(exc)}"
+            self._last_failed, self.last_error = True, f"{type(exc).__name__}: {first_line(exc)}"
             self.chain.mark_unavailable(f"registry unavailable ({self.last_error})")
             log.warning("registry check failed, serving what is loaded: %s", self.last_error)
             return

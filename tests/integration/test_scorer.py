@@ -194,6 +194,16 @@ def test_recommendations_of_a_scored_user_come_ranked_and_unknown_users_get_404(
     assert missing.status_code == 404 and "no unexpired recommendations for user 999" in missing.json()["detail"]
 
 
+def test_a_user_who_opts_out_after_the_batch_run_is_served_none_of_its_nudges(scorer, clean_db):
+    insert_users(clean_db, [3])
+    score_all_users("http-3", datetime.now(UTC))
+    assert scorer.get("/recommendations/3").status_code == 200
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("insert into app.coaching_opt_outs (user_id) values (3)"))
+
+    assert scorer.get("/recommendations/3").status_code == 404
+
+
 def test_expired_recommendations_are_not_served(scorer, clean_db):
     insert_users(clean_db, [1])
     score_all_users("http-2", datetime(2020, 1, 1, tzinfo=UTC))
@@ -379,3 +389,13 @@ def test_a_failing_champion_falls_back_to_the_previous_one_and_the_breaker_opens
     assert "ModelOutputError: non-finite score" in answers[0]["fallback_reason"]
     failures = get_settings().scorer_breaker_failures
     assert "circuit open" in answers[failures]["fallback_reason"]
+
+
+def test_on_start_the_previous_champion_is_the_last_version_the_gate_promoted(model_name, tmp_path, clean_db):
+    v1 = register_champion(model_name, tmp_path / "v1")
+    v2 = register_champion(model_name, tmp_path / "v2")
+
+    with _serve_in_thread(FINCOACH_API_KEYS=None) as url:
+        ready = httpx.get(f"{url}/readyz").json()
+
+    assert (ready["champion"], ready["previous_champion"]) == (v2, v1)

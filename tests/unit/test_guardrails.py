@@ -111,7 +111,7 @@ def test_no_online_recommendation_breaks_a_guardrail(scorer, state, scale):
     context = UserContext(np.array([state["opted_out"]]), np.array([state["recent_nudges"]]))
     _with_planner(scale)
     try:
-        answers = [scorer._score(raw, context, user_id=1) for _ in range(5)]  # exploration included
+        answers = [scorer._decide(raw, context, user_id=1)[0] for _ in range(5)]  # exploration included
     finally:
         families.reset_planners()
 

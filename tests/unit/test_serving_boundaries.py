@@ -14,7 +14,7 @@ from serving.batch import score_all_users
 
 def test_serving_imports_neither_training_nor_pipelines_nor_ray():
     code = (
-        "import sys, serving.app, serving.batch, serving.model_loader; "
+        "import sys, serving.app, serving.batch, serving.model_loader, serving.online, serving.experiment_analysis; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'training', 'pipelines', 'ray'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)

@@ -88,3 +88,43 @@ def test_an_explanation_quotes_the_users_numbers():
     save_more = next(a.id for a in ACTIONS if a.type == "SAVE_MORE")
 
     assert explain_one(raw, save_more).startswith("You saved 3% of your income in the last 30 days")
+
+
+def test_the_online_and_the_batch_explanation_are_the_same_text():
+    from serving.explain import explanations
+
+    rng = np.random.default_rng(5)
+    raw = rng.uniform(-3, 30, (200, len(FEATURE_NAMES)))
+    raw[:5] = np.array([0.04, -0.04, 0.96, 2.0, -0.0])[:, None]  # rounding edges
+    ids = rng.integers(0, len(ACTIONS), 200)
+
+    assert explanations(raw, ids).to_pylist() == [explain_one(r, a) for r, a in zip(raw, ids, strict=True)]
+
+
+def test_prefetch_keeps_order_and_hands_errors_to_the_consumer():
+    from serving.prefetch import prefetch
+
+    def numbers():
+        yield from range(5)
+        raise RuntimeError("producer broke")
+
+    seen = []
+    with pytest.raises(RuntimeError, match="producer broke"):
+        for n in prefetch(numbers()):
+            seen.append(n)
+    assert seen == [0, 1, 2, 3, 4]
+    closed = []
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.append(True)
+
+    for n in prefetch(endless()):
+        if n == 3:
+            break
+    assert closed == [True]  # the consumer stopped early: the producer was closed
