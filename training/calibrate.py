@@ -179,6 +179,7 @@ def _as_of(frame: pd.DataFrame, features_uri: str) -> datetime:
 
 def calibrate_params(train: pd.DataFrame, as_of: datetime, seed: int) -> SimParams:
     """Fit every calibrated parameter on the training users of a snapshot taken at `as_of`."""
+    train = history.with_app_user_ids(train)
     raw, ids = raw_matrix(train), train["user_id"].to_numpy()
     params, labels = fit_archetypes(raw, seed)
     start = (as_of - timedelta(days=HISTORY_DAYS)).date()

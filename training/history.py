@@ -8,6 +8,9 @@ from datetime import date, datetime
 import pandas as pd
 import sqlalchemy as sa
 
+from fincoach import db
+from fincoach.pseudonym import app_user_ids
+
 # The same sums for weeks and for whole windows (constant SQL; every value is a bound parameter).
 _SUMS = """
            sum(income)::float8 as income,
@@ -105,3 +108,10 @@ def four_week_dropout(conn: sa.Connection, as_of: datetime) -> tuple[int, int]:
     end = pd.Timestamp(as_of)
     row = conn.execute(_ACTIVE, {"begin": end - 8 * week, "mid": end - 4 * week, "end": end}).one()
     return int(row.earlier), int(row.gone)
+
+
+def with_app_user_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """The snapshot rows with `user_id` as the `app.users` id (snapshots hold pseudonyms); erased users dropped."""
+    with db.get_engine().connect() as conn:
+        ids = app_user_ids(conn, frame["user_id"])
+    return frame.assign(user_id=ids)[ids >= 0]

@@ -145,12 +145,13 @@ def test_bandits_learn_to_beat_random_in_the_simulator(users):
 def test_ope_estimates_are_close_to_the_simulator_truth(users):
     log = ope.simulate_log(RulePolicy(), users, 300, seed=4, epsilon=0.3)
     assert len(log.rewards) == 300 * 12 and len(log.snapshots) == 12
-    # The logging policy itself: every estimator must be close (weights near 1).
+    # The logging policy itself: the weighting estimators must be close (weights near 1); the direct method
+    # is only as good as its reward model (ridge on the features), so it is allowed its bias.
     check = ope.check_against_simulator(RulePolicy(), log)
     for est in ope.ESTIMATORS:
         row = check[est]
         assert row["ci_low"] <= row["value"] <= row["ci_high"]
-        assert abs(row["error"]) < 0.004, (est, row)
+        assert abs(row["error"]) < (0.01 if est == "dm" else 0.004), (est, row)
     # Another policy: IPS and DR are unbiased, so their CIs should cover the truth.
     other = ope.check_against_simulator(Always("REDUCE_SPENDING"), log)
     assert other["support"]["matched_share"] > 0
