@@ -141,7 +141,7 @@ def test_the_scorer_keeps_answering_through_postgres_registry_and_redis_outages(
             time.sleep(1)
             throwaway_pg.stop()  # Postgres and the MLflow registry on it
             wait_for(lambda: not client.get("/readyz").json()["database"], timeout=10)
-            down = wait_for(lambda: (r := client.get("/readyz").json())["registry"] is False and r, timeout=20)
+            down = wait_for(lambda: (r := client.get("/readyz").json())["registry"] is False and r, timeout=60)
             uncached = client.post("/score", json={"user_id": 15})
             throwaway_pg.start()
             wait_for(lambda: client.get("/readyz").json()["database"], timeout=30)
