@@ -91,7 +91,11 @@ class Reloader:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.check_once()
+            try:
+                self.check_once()
+            except Exception:  # noqa: BLE001 - an unexpected error must not end the reloading for good
+                self._last_failed = True
+                log.exception("registry check failed unexpectedly; retrying at the next tick")
             self._stop.wait(get_settings().scorer_reload_seconds)
 
     def check_once(self) -> None:

@@ -75,3 +75,17 @@ def test_served_users_are_assigned_stickily_logged_as_exposed_and_analysed(clean
 
     assert main(["experiment", "stop", "exp-a"]) == 0
     assert active_experiment(clean_db) is None
+
+
+def test_the_dag_task_analyses_every_running_experiment(clean_db):
+    from serving.experiment_analysis import analyse_running
+    from serving.experiments import create_experiment
+
+    create_experiment(clean_db, "exp-b", [parse_arm(a) for a in ARMS])
+    create_experiment(clean_db, "exp-c", [parse_arm(a) for a in ARMS])
+    assert main(["experiment", "stop", "exp-c"]) == 0
+
+    summaries = analyse_running(datetime.now(UTC))
+
+    assert [s["experiment_id"] for s in summaries] == ["exp-b"]
+    assert {a["arm"]: a["exposures"] for a in summaries[0]["arms"]} == {"baseline": 0, "control": 0}

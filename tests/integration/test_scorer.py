@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import mlflow
@@ -76,17 +75,19 @@ def test_log_policy_with_an_input_example_works(engine, tmp_path):
         pd.DataFrame([FEATURES], columns=list(FEATURE_NAMES))).shape == (1,)
 
 
-def test_loading_a_registered_policy_leaves_no_temporary_folder(model_name, tmp_path):
+def test_loading_a_registered_policy_leaves_no_temporary_folder(model_name, tmp_path, monkeypatch):
     import tempfile
 
     from fincoach.policy_model import load_registered_policy
 
     register_champion(model_name, tmp_path / "policy")
-    before = set(Path(tempfile.gettempdir()).glob("fincoach-policy-*"))
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))  # a temp folder no other process uses
 
     policy = load_registered_policy(f"models:/{model_name}@champion")
 
-    assert set(Path(tempfile.gettempdir()).glob("fincoach-policy-*")) == before
+    assert list(private.iterdir()) == []
     assert policy.action_scores(np.array([[FEATURES[n] for n in FEATURE_NAMES]])).shape == (1, N_ACTIONS)
 
 

@@ -25,6 +25,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from scorer_support import FEATURES, REPO, free_port, scorer_process, wait_for
+from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 sys.path.insert(0, "tests/integration")
 from scorer_support import insert_users, register_champion
-from fincoach.db import get_engine
+from fincoach.db import ensure_database, get_engine
 from fincoach.migrate import migrate
+ensure_database("postgres_mlflow")
 from serving.batch import score_all_users
 migrate(get_engine())
 print(register_champion(sys.argv[1], Path(sys.argv[2])))
@@ -122,14 +124,17 @@ def test_the_scorer_keeps_answering_through_postgres_registry_and_redis_outages(
                                                                                tmp_path):
     redis_url, stop_redis, start_redis = throwaway_redis
     name = f"chaos-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "FINCOACH_DATABASE_URL": throwaway_pg.url, "FINCOACH_MODEL_NAME": name}
+    # The registry on the throwaway server too (whatever MLFLOW_TRACKING_URI earlier tests left behind).
+    registry = make_url(throwaway_pg.url).set(drivername="postgresql+psycopg2", database="postgres_mlflow")
+    services = {"FINCOACH_DATABASE_URL": throwaway_pg.url, "FINCOACH_MODEL_NAME": name,
+                "MLFLOW_TRACKING_URI": registry.render_as_string(hide_password=False)}
+    env = {**os.environ, **services}
     setup = subprocess.run([sys.executable, "-c", SETUP, name, str(tmp_path / "policy")], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=300)
     assert setup.returncode == 0, setup.stderr[-3000:]
     champion = setup.stdout.strip().splitlines()[-1]
 
-    with scorer_process(tmp_path / "scorer.log", FINCOACH_DATABASE_URL=throwaway_pg.url, FINCOACH_MODEL_NAME=name,
-                        FINCOACH_REDIS_URL=redis_url) as client:
+    with scorer_process(tmp_path / "scorer.log", FINCOACH_REDIS_URL=redis_url, **services) as client:
         wait_for(lambda: client.get("/readyz").json()["champion"] == champion, timeout=30)
         for user in range(1, 11):  # warm the cache
             assert client.get(f"/recommendations/{user}").status_code == 200
@@ -141,7 +146,7 @@ def test_the_scorer_keeps_answering_through_postgres_registry_and_redis_outages(
             time.sleep(1)
             throwaway_pg.stop()  # Postgres and the MLflow registry on it
             wait_for(lambda: not client.get("/readyz").json()["database"], timeout=10)
-            down = wait_for(lambda: (r := client.get("/readyz").json())["registry"] is False and r, timeout=20)
+            down = wait_for(lambda: (r := client.get("/readyz").json())["registry"] is False and r, timeout=60)
             uncached = client.post("/score", json={"user_id": 15})
             throwaway_pg.start()
             wait_for(lambda: client.get("/readyz").json()["database"], timeout=30)
