@@ -73,7 +73,8 @@ def test_incremental_refresh_equals_a_full_build_of_the_same_as_of(clean_db):
     a, b = _frame(incremental), _frame(full)
     assert list(a.index) == list(b.index) and list(a.columns) == list(b.columns)
     np.testing.assert_allclose(a[list(FEATURE_NAMES)].to_numpy(), b[list(FEATURE_NAMES)].to_numpy(), rtol=1e-9, atol=1e-9)
-    assert a.loc[pseudonymise(1), "monthly_spend"] == b.loc[pseudonymise(1), "monthly_spend"]
+    # summed in another order (the carried users' windows move on): equal up to float rounding
+    assert a.loc[pseudonymise(1), "monthly_spend"] == pytest.approx(b.loc[pseudonymise(1), "monthly_spend"], rel=1e-12)
 
 
 def test_a_new_day_or_an_empty_online_store_gives_a_full_build(clean_db):
