@@ -3,10 +3,15 @@ and validation of the simulator). Every reader takes an open connection and a ti
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
 
 import pandas as pd
 import sqlalchemy as sa
+
+from fincoach.pseudonym import is_pseudonym, pseudonymise_many
+
+log = logging.getLogger(__name__)
 
 # The same sums for weeks and for whole windows (constant SQL; every value is a bound parameter).
 _SUMS = """
@@ -105,3 +110,18 @@ def four_week_dropout(conn: sa.Connection, as_of: datetime) -> tuple[int, int]:
     end = pd.Timestamp(as_of)
     row = conn.execute(_ACTIVE, {"begin": end - 8 * week, "mid": end - 4 * week, "end": end}).one()
     return int(row.earlier), int(row.gone)
+
+
+def with_app_user_ids(conn: sa.Connection, users: pd.DataFrame) -> pd.DataFrame:
+    """`users` with `user_id` as app ids: lake snapshots carry pseudonyms (fincoach.pseudonym), the marts ids.
+
+    Pseudonyms of no current app user (erased since the snapshot) are dropped, with a warning saying how many.
+    """
+    if not users["user_id"].map(is_pseudonym).any():
+        return users.assign(user_id=users["user_id"].astype("int64"))
+    ids = conn.execute(sa.text("select user_id from app.users")).scalars().all()
+    lookup = dict(zip(pseudonymise_many(ids), ids, strict=True))
+    real = users["user_id"].map(lookup)
+    if real.isna().any():
+        log.warning("%d snapshot users are no longer app users (erased?): left out", int(real.isna().sum()))
+    return users[real.notna().to_numpy()].assign(user_id=real.dropna().astype("int64").to_numpy())

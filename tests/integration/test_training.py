@@ -127,6 +127,7 @@ def test_full_workflow_trains_registers_and_gates_honestly(engine, snapshot_uri,
         "train_seconds",
     }
     assert trained["env_steps"] >= 2000 and trained["env_steps_per_s"] > 0
+    assert trained["simulator_params"] == "default (no calibration stored for this run)"
     json.dumps(trained)
 
     registered, gate = _through_the_workflow(trained)
