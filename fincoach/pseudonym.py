@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -39,20 +39,13 @@ def is_pseudonym(value: object) -> bool:
     return isinstance(value, str) and value.startswith(PREFIX) and len(value) == len(PREFIX) + DIGEST_CHARS
 
 
-def app_user_ids(conn: Connection, ids: Iterable[int | str]) -> np.ndarray:
-    """`app.users` ids of lake user ids (pseudonyms or plain ids), -1 where no such user exists (erased).
 
-    Training reads pseudonymised snapshots but joins history in Postgres: this is the one way back, and it
-    works only where the database (and so the mapping) is.
+def app_user_ids(conn: Connection, pseudonyms: pd.Series) -> pd.Series:
+    """The `app.users` id of each pseudonym (NA for one of no current user, e.g. erased since it was written).
+
+    Lake tables hold pseudonyms; joins with Postgres need the ids. This is the one way back, and it works only
+    where the database, and so the mapping, is.
     """
-    values = list(ids)
-    known = [int(u) for u in conn.execute(sa.text("select user_id from app.users")).scalars()]
-    by_pseudonym = dict(zip(pseudonymise_many(known), known, strict=True))
-    present = set(known)
-    out = np.full(len(values), -1, dtype=np.int64)
-    for i, value in enumerate(values):
-        if is_pseudonym(value):
-            out[i] = by_pseudonym.get(value, -1)
-        elif int(value) in present:
-            out[i] = int(value)
-    return out
+    ids = conn.execute(sa.text("select user_id from app.users")).scalars().all()
+    lookup = dict(zip(pseudonymise_many(ids), ids, strict=True))
+    return pseudonyms.map(lookup).astype("Int64")

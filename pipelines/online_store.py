@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from fincoach.db import get_engine
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION
-from fincoach.pseudonym import pseudonymise_many
+from fincoach.pseudonym import app_user_ids
 
 _SWAP_SQL = (
     "delete from features.user_features_latest",
@@ -21,9 +21,7 @@ _SWAP_SQL = (
 def real_user_ids(pseudonyms: pd.Series) -> pd.Series:
     """The app user id of each pseudonym (NA for a pseudonym of no current user, e.g. an erased one)."""
     with get_engine().connect() as conn:
-        ids = conn.execute(sa.text("select user_id from app.users")).scalars().all()
-    lookup = dict(zip(pseudonymise_many(ids), ids, strict=True))
-    return pseudonyms.map(lookup).astype("Int64")
+        return app_user_ids(conn, pseudonyms)
 
 
 def swap_online_store(frame: pd.DataFrame, as_of: datetime) -> int:

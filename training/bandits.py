@@ -22,6 +22,7 @@ import numpy as np
 from fincoach.actions import N_ACTIONS, action_mask
 from fincoach.feature_spec import N_FEATURES, normalise
 from fincoach.policy import Decision, Policy
+from training.sim_params import SimParams
 from training.simulator import HORIZON, Simulator
 
 
@@ -123,18 +124,25 @@ class ThompsonPolicy(LinearBandit):
 
 
 def fit_bandit(
-    bandit: LinearBandit, users: np.ndarray, episodes: int, n_users: int, seed: int, horizon: int = HORIZON
+    bandit: LinearBandit,
+    users: np.ndarray,
+    episodes: int,
+    n_users: int,
+    seed: int,
+    horizon: int = HORIZON,
+    params: SimParams | None = None,
 ) -> dict[str, Any]:
     """Let `bandit` act and learn from each week's reward on `episodes` x `n_users` simulated users.
 
-    `users` is a raw feature matrix (spec order); returns the learning curve (mean reward per episode).
+    `users` is a raw feature matrix (spec order), `params` the simulator's (None: the defaults); returns
+    the learning curve (mean reward per episode).
     """
     users = np.atleast_2d(users)
     rng = np.random.default_rng(seed)
     curve = []
     for _ in range(episodes):
         rows = rng.choice(len(users), size=n_users, replace=n_users > len(users))
-        sim = Simulator(users[rows], rng.integers(0, 2**62, size=n_users), horizon)
+        sim = Simulator(users[rows], rng.integers(0, 2**62, size=n_users), horizon, params=params)
         total = 0.0
         while not sim.done:
             raw = sim.raw_features()

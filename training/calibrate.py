@@ -179,7 +179,8 @@ def _as_of(frame: pd.DataFrame, features_uri: str) -> datetime:
 
 def calibrate_params(train: pd.DataFrame, as_of: datetime, seed: int) -> SimParams:
     """Fit every calibrated parameter on the training users of a snapshot taken at `as_of`."""
-    train = history.with_app_user_ids(train)
+    with db.get_engine().connect() as conn:
+        train = history.with_app_user_ids(conn, train)
     raw, ids = raw_matrix(train), train["user_id"].to_numpy()
     params, labels = fit_archetypes(raw, seed)
     start = (as_of - timedelta(days=HISTORY_DAYS)).date()
@@ -213,6 +214,13 @@ def load_calibration(run_id: str) -> SimParams:
         return DEFAULT_PARAMS
     row = lake.read_table(partition).to_pylist()[0]
     return SimParams.from_dict(json.loads(row["params"]))
+
+
+def describe_calibration(params: SimParams) -> str:
+    """Which simulator parameters a run uses, for MLflow: `calibrated`, or `default (<why>)`."""
+    if params.source == "calibrated":
+        return "calibrated"
+    return params.source if params.source != "default" else "default (no calibration stored for this run)"
 
 
 def _log_mlflow(run_id: str, params: SimParams, report: dict, used: str, reason: str) -> str:

@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from fincoach.feature_spec import raw_matrix
 from fincoach.settings import get_settings
-from training.env import CoachingEnv
-from training.masked_q import MaskedDQNTorchRLModule, MaskedObservation
+from training.masked_q import MaskedDQNTorchRLModule
 from training.simulator import HORIZON
+from training.vector_env import with_vector_env
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,8 @@ class DQNArgs:
     The agent: a Q-network with hidden layers 256-128-64 (the plan's) feeding dueling value and advantage
     heads, double Q-learning, 3-step returns, a target network, prioritised replay, and action masking
     (training.masked_q). Adam, Huber loss and gradient clipping at 40 are RLlib's defaults. Sampling runs
-    in the driver process (num_env_runners=0: fastest for a cheap env on a few CPUs), many envs at once.
+    in the driver process (num_env_runners=0: fastest for a cheap env on a few CPUs), from one
+    vectorised simulator of many users (training.vector_env).
     """
 
     total_timesteps: int = 20_000  # env steps to train for (settings.train_timesteps in the workflow)
@@ -53,7 +53,7 @@ class DQNArgs:
     lr: float = 1e-3  # Adam learning rate (RLlib DQN: 5e-4)
     n_step: int = 3  # n-step returns: a nudge pays off over the following weeks (RLlib: 1)
     target_network_update_freq: int = 1000  # env steps between target syncs (RLlib: 500)
-    num_envs_per_env_runner: int = 16  # users simulated side by side, one batched forward pass (RLlib: 1)
+    num_envs_per_env_runner: int = 16  # users in one VectorCoachingEnv, one batched forward pass (RLlib: 1)
     rollout_fragment_length: int = 8  # steps per env and sampling call, 128 in all (RLlib: "auto" = n_step)
     train_batch_size_per_learner: int = 256  # transitions per gradient step (RLlib DQN: 32)
     training_intensity: float = 2.0  # replayed / sampled transitions (RLlib: None = batch / fragment)
@@ -72,42 +72,32 @@ class DQNArgs:
         return [(0, self.epsilon_initial), (end, self.epsilon_final)]
 
 
-def make_env(config: Any) -> Any:
-    """The environment RLlib samples from (the one place to switch to a vectorised env)."""
-    env = CoachingEnv(config)
-    return MaskedObservation(env) if config.get("action_masking", True) else env
+def build_config(users: Any, args: DQNArgs, calibration: Any = None) -> Any:
+    """The RLlib DQNConfig of `args`, sampling from VectorCoachingEnv on the snapshot users.
 
-
-def build_config(users: Any, args: DQNArgs) -> Any:
-    """The RLlib DQNConfig of `args`, with the snapshot users as env_config."""
-    from ray import tune
+    `calibration`: the simulator's SimParams (training.calibrate.load_calibration; None: the defaults).
+    """
     from ray.rllib.algorithms.dqn import DQNConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    tune.register_env("fincoach-coaching", make_env)
     buffer: dict[str, Any] = (
         {"type": "PrioritizedEpisodeReplayBuffer", "alpha": args.per_alpha, "beta": args.per_beta}
         if args.prioritized_replay
         else {"type": "EpisodeReplayBuffer"}
     )
+    config = with_vector_env(
+        DQNConfig(),
+        users,
+        args.num_envs_per_env_runner,
+        horizon=args.horizon,
+        reward_weights=dict(args.reward_weights) if args.reward_weights else None,
+        calibration=calibration,
+        action_masking=args.action_masking,
+    )
     config = (
-        DQNConfig()
-        # No env seed here: RLlib seeds every sub-environment itself from debugging(seed=...).
-        .environment(
-            "fincoach-coaching",
-            env_config={
-                "users": raw_matrix(users),
-                "horizon": args.horizon,
-                "action_masking": args.action_masking,
-                **({"reward_weights": dict(args.reward_weights)} if args.reward_weights else {}),
-            },
-        )
-        .framework("torch")
-        .env_runners(
-            num_env_runners=0,
-            num_envs_per_env_runner=args.num_envs_per_env_runner,
-            rollout_fragment_length=args.rollout_fragment_length,
-        )
+        # No env seed here: RLlib seeds the vector env's first reset itself from debugging(seed=...).
+        config.framework("torch")
+        .env_runners(num_env_runners=0, rollout_fragment_length=args.rollout_fragment_length)
         .training(
             gamma=args.gamma,
             lr=args.lr,
@@ -169,13 +159,15 @@ def train_dqn(
     init_state: dict | None = None,
     stop_when: Callable[[Any, int], bool] | None = None,
     config: Any = None,
+    calibration: Any = None,
 ) -> tuple[Any, dict]:
     """Train DQN for `args.total_timesteps` env steps on users drawn from the snapshot.
 
     `init_state`: the state_dict of an exported Q-network (the champion's) to start from instead of a
     random initialisation (same architecture required). `stop_when(module, env_steps)`, called after
     every iteration (its time is not counted as training time), ends training early when it returns True.
-    `config`: an RLlib config to use instead of `build_config(users, args)` (benchmarks).
+    `config`: an RLlib config to use instead of `build_config(users, args, calibration)` (benchmarks).
+    `calibration`: the simulator's SimParams to train in (None: the default parameters).
 
     Returns the trained RLModule (a torch module computing Q-values) and metrics: `curve` (one row per
     iteration: env steps, mean episode return), `env_steps`, `train_seconds`, `env_steps_per_s`.
@@ -189,7 +181,7 @@ def train_dqn(
     started = start_ray()
     algo = None
     try:
-        algo = (config or build_config(users, args)).build_algo()
+        algo = (config or build_config(users, args, calibration)).build_algo()
         if init_state is not None:
             _warm_start(algo, init_state)
         curve: list[dict[str, float]] = []

@@ -21,6 +21,7 @@ from fincoach.feature_spec import raw_matrix
 from fincoach.policy import Policy
 from training.oracle import DEFAULT_DRAWS, expected_lift
 from training.segments import segments
+from training.sim_params import DEFAULT_PARAMS, SimParams
 from training.simulator import HORIZON, REWARD_COMPONENTS, SIMULATOR_VERSION, Simulator
 from training.stats import mean_with_ci, paired_comparison
 
@@ -67,9 +68,13 @@ def rollout(
     seeds: np.ndarray,
     horizon: int = HORIZON,
     oracle_draws: int = DEFAULT_DRAWS,
+    params: SimParams | None = None,
 ) -> Rollout:
-    """Run `policy` greedily on the users `raw` with `seeds` for one episode (oracle_draws=0: no relevance)."""
-    sim = Simulator(raw, seeds, horizon)
+    """Run `policy` greedily on the users `raw` with `seeds` for one episode (oracle_draws=0: no relevance).
+
+    `params`: the simulator's parameters, for the rollout and the oracle (a calibration; None: defaults).
+    """
+    sim = Simulator(raw, seeds, horizon, params=params)
     n = len(raw)
     returns, weekly = np.zeros(n), np.zeros(horizon)
     components = {name: np.zeros(n) for name in REWARD_COMPONENTS}
@@ -81,7 +86,9 @@ def rollout(
         actions = policy.act(state, epsilon=0.0).actions
         if oracle_draws > 0:
             chosen = np.flatnonzero(actions != NO_ACTION)
-            lift = expected_lift(state[chosen], actions[chosen], draws=oracle_draws, seed=oracle_seed + sim.t)
+            lift = expected_lift(
+                state[chosen], actions[chosen], draws=oracle_draws, seed=oracle_seed + sim.t, params=params
+            )
             nudged += len(chosen)
             relevant += int((lift > 0).sum())
         week = sim.t
@@ -167,10 +174,11 @@ def evaluate(
     seed: int,
     horizon: int = HORIZON,
     oracle_draws: int = DEFAULT_DRAWS,
+    params: SimParams | None = None,
 ) -> dict:
     """Summary of `policy` on `n_users` simulated users drawn with `seed` (JSON-able)."""
     raw, seeds = simulated_users(users, n_users, seed)
-    return {**summarise(rollout(policy, raw, seeds, horizon, oracle_draws), seed), "seed": seed}
+    return {**summarise(rollout(policy, raw, seeds, horizon, oracle_draws, params), seed), "seed": seed}
 
 
 def evaluate_all(
@@ -181,17 +189,19 @@ def evaluate_all(
     horizon: int = HORIZON,
     reference: str = "rules",
     oracle_draws: int = DEFAULT_DRAWS,
+    params: SimParams | None = None,
 ) -> tuple[dict, dict[str, Rollout]]:
-    """Every policy on the same users; ({summaries, paired comparisons vs `reference`}, rollouts)."""
+    """Every policy on the same users and simulator `params`; ({summaries, comparisons vs `reference`}, rollouts)."""
     if reference not in policies:
         raise ValueError(f"reference policy {reference!r} is not among {sorted(policies)}")
     raw, seeds = simulated_users(users, n_users, seed)
-    rollouts = {name: rollout(p, raw, seeds, horizon, oracle_draws) for name, p in policies.items()}
+    rollouts = {name: rollout(p, raw, seeds, horizon, oracle_draws, params) for name, p in policies.items()}
     report = {
         "n_users": n_users,
         "seed": seed,
         "horizon": horizon,
         "reference": reference,
+        "simulator_params": (params or DEFAULT_PARAMS).source,
         "policies": {name: {**summarise(r, seed), "seed": seed} for name, r in rollouts.items()},
         "vs_reference": {
             name: compare(r, rollouts[reference], seed)["overall"]

@@ -21,15 +21,16 @@ from fincoach.settings import get_settings
 from training import ope
 from training.bandits import LinUCBPolicy, RandomPolicy, ThompsonPolicy, fit_bandit
 from training.evaluate import compare, evaluate_all
+from training.sim_params import SimParams
 
 
-def baselines(train_users: pd.DataFrame, seed: int) -> dict[str, Policy]:
+def baselines(train_users: pd.DataFrame, seed: int, params: SimParams | None = None) -> dict[str, Policy]:
     """The rules, a random policy and LinUCB / Thompson sampling fitted in the simulator on `train_users`."""
     s = get_settings()
     raw = raw_matrix(train_users)
     linucb, thompson = LinUCBPolicy(), ThompsonPolicy(seed=seed)
-    fit_bandit(linucb, raw, s.bandit_episodes, s.bandit_users, seed)
-    fit_bandit(thompson, raw, s.bandit_episodes, s.bandit_users, seed + 1)
+    fit_bandit(linucb, raw, s.bandit_episodes, s.bandit_users, seed, params=params)
+    fit_bandit(thompson, raw, s.bandit_episodes, s.bandit_users, seed + 1, params=params)
     return {"rules": RulePolicy(), "random": RandomPolicy(seed), "linucb": linucb, "thompson": thompson}
 
 
@@ -41,22 +42,33 @@ def run_evaluation(
     run_id: str | None = None,
     curve: list[dict] | None = None,
     snapshot: pd.DataFrame | None = None,
+    params: SimParams | None = None,
 ) -> dict[str, Any]:
     """{report, segments_vs_current, ope, ope_served}; logged to MLflow run `run_id` (metrics, tables, plots).
 
     `snapshot`: every user, to match the served log against (default: the training and evaluation users).
+    `params`: the simulator's parameters (the run's calibration; None: the defaults), for every rollout,
+    the bandits' fitting and the simulated OPE log.
     """
     s = get_settings()
     seed = s.train_seed
-    policies: dict[str, Policy] = {"candidate": candidate, **baselines(train_users, seed)}
+    policies: dict[str, Policy] = {"candidate": candidate, **baselines(train_users, seed, params)}
     if champion is not None:
         policies["champion"] = champion
     report, rollouts = evaluate_all(
-        policies, eval_users, s.eval_users, seed, reference="rules", oracle_draws=s.oracle_draws
+        policies,
+        eval_users,
+        s.eval_users,
+        seed,
+        reference="rules",
+        oracle_draws=s.oracle_draws,
+        params=params,
     )
     current = "champion" if champion is not None else "rules"
     segments_vs_current = compare(rollouts["candidate"], rollouts[current], seed)["segments"]
-    log = ope.simulate_log(RulePolicy(), eval_users, s.eval_users, seed + 2, s.ope_logging_epsilon)
+    log = ope.simulate_log(
+        RulePolicy(), eval_users, s.eval_users, seed + 2, s.ope_logging_epsilon, params=params
+    )
     checks = {
         who: ope.check_against_simulator(policies[who], log, seed) for who in ("candidate", "rules", "random")
     }

@@ -3,13 +3,15 @@ and validation of the simulator). Every reader takes an open connection and a ti
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
 
 import pandas as pd
 import sqlalchemy as sa
 
-from fincoach import db
-from fincoach.pseudonym import app_user_ids
+from fincoach.pseudonym import app_user_ids, is_pseudonym
+
+log = logging.getLogger(__name__)
 
 # The same sums for weeks and for whole windows (constant SQL; every value is a bound parameter).
 _SUMS = """
@@ -110,8 +112,14 @@ def four_week_dropout(conn: sa.Connection, as_of: datetime) -> tuple[int, int]:
     return int(row.earlier), int(row.gone)
 
 
-def with_app_user_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    """The snapshot rows with `user_id` as the `app.users` id (snapshots hold pseudonyms); erased users dropped."""
-    with db.get_engine().connect() as conn:
-        ids = app_user_ids(conn, frame["user_id"])
-    return frame.assign(user_id=ids)[ids >= 0]
+def with_app_user_ids(conn: sa.Connection, users: pd.DataFrame) -> pd.DataFrame:
+    """`users` with `user_id` as app ids: lake snapshots carry pseudonyms (fincoach.pseudonym), the marts ids.
+
+    Pseudonyms of no current app user (erased since the snapshot) are dropped, with a warning saying how many.
+    """
+    if not users["user_id"].map(is_pseudonym).any():
+        return users.assign(user_id=users["user_id"].astype("int64"))
+    real = app_user_ids(conn, users["user_id"])
+    if real.isna().any():
+        log.warning("%d snapshot users are no longer app users (erased?): left out", int(real.isna().sum()))
+    return users[real.notna().to_numpy()].assign(user_id=real.dropna().astype("int64").to_numpy())

@@ -29,6 +29,7 @@ from fincoach.actions import N_ACTIONS
 from fincoach.policy import Policy
 from training.bandits import LinearBandit
 from training.evaluate import simulated_users
+from training.sim_params import SimParams
 from training.simulator import HORIZON, Simulator
 from training.stats import CONFIDENCE, N_BOOTSTRAP
 
@@ -48,13 +49,22 @@ class LoggedData:
 
 
 def simulate_log(
-    logging_policy: Policy, users: Any, n_users: int, seed: int, epsilon: float, horizon: int = HORIZON
+    logging_policy: Policy,
+    users: Any,
+    n_users: int,
+    seed: int,
+    epsilon: float,
+    horizon: int = HORIZON,
+    params: SimParams | None = None,
 ) -> LoggedData:
-    """A log of `logging_policy` (epsilon-greedy) serving `n_users` simulated users for `horizon` weeks."""
+    """A log of `logging_policy` (epsilon-greedy) serving `n_users` simulated users for `horizon` weeks.
+
+    `params`: the simulator's parameters (None: the defaults); the ground truth replays the same simulator.
+    """
     if not 0 < epsilon <= 1:
         raise ValueError(f"the logging policy must explore (0 < epsilon <= 1) for OPE, got {epsilon}")
     raw0, seeds = simulated_users(users, n_users, seed)
-    sim = Simulator(raw0, seeds, horizon)
+    sim = Simulator(raw0, seeds, horizon, params=params)
     rng = np.random.default_rng(seed + 1)
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("raw", "actions", "propensities", "rewards", "users")

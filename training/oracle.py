@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from fincoach.actions import NO_ACTION
+from training.sim_params import SimParams
 from training.simulator import Simulator
 
 DEFAULT_DRAWS = 8
@@ -28,8 +29,12 @@ def expected_lift(
     draws: int = DEFAULT_DRAWS,
     lookahead: int = DEFAULT_LOOKAHEAD,
     seed: int = 0,
+    params: SimParams | None = None,
 ) -> np.ndarray:
-    """(n,) mean return of showing `actions[i]` to look-alikes of user i minus showing them nothing."""
+    """(n,) mean return of showing `actions[i]` to look-alikes of user i minus showing them nothing.
+
+    `params`: the simulator's parameters (a calibration; None: the defaults).
+    """
     raw = np.atleast_2d(np.asarray(raw, dtype=np.float64))
     actions = np.asarray(actions, dtype=np.int64).reshape(-1)
     if len(raw) != len(actions):
@@ -41,7 +46,7 @@ def expected_lift(
         return np.zeros(0)
     rep = np.repeat(raw, draws, axis=0)
     seeds = np.random.default_rng(seed).integers(0, 2**62, size=n * draws)
-    sim = Simulator(np.concatenate([rep, rep]), np.concatenate([seeds, seeds]), lookahead)
+    sim = Simulator(np.concatenate([rep, rep]), np.concatenate([seeds, seeds]), lookahead, params=params)
     first = np.concatenate([np.repeat(actions, draws), np.full(n * draws, NO_ACTION)])
     total = sim.step(first).reward
     silent = np.full(2 * n * draws, NO_ACTION)

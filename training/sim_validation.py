@@ -77,10 +77,10 @@ def _utc(day: date) -> datetime:
 def validate(params: SimParams, holdout: pd.DataFrame, as_of: datetime, seed: int) -> dict:
     """KS statistics per metric of `params` on the held-out users, and whether they pass the threshold."""
     threshold = get_settings().sim_validation_max_ks
-    holdout = history.with_app_user_ids(holdout)
-    users = [int(u) for u in holdout["user_id"]]
     prior, start, end = month_windows(as_of)
     with db.get_engine().connect() as conn:
+        holdout = history.with_app_user_ids(conn, holdout)
+        users = [int(u) for u in holdout["user_id"]]
         before = history.window_totals(conn, users, prior, start)
         during = history.window_totals(conn, users, start, end)
         at_start = history.balances_before(conn, users, start)

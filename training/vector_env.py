@@ -9,7 +9,8 @@ RLlib: `rllib_env_creator` builds the vector env when RLlib asks for a vector en
 `num_envs`) and the single env otherwise. RLlib's SingleAgentEnvRunner registers a *registered* env name
 with gymnasium including a `vector_entry_point`, and `gym_env_vectorize_mode="vector_entry_point"` makes
 `gym.make_vec` call it: `with_vector_env(config, users, num_envs)` registers the creator
-(`register_rllib_env`) and sets both on an AlgorithmConfig.
+(`register_rllib_env`) and sets both on an AlgorithmConfig; `training.dqn.build_config` trains this way,
+with `action_masking=True` (Dict observations with the mask, training.masked_q).
 """
 
 from __future__ import annotations
@@ -133,10 +134,19 @@ class VectorCoachingEnv(gym.vector.VectorEnv):
 
 
 def rllib_env_creator(config: Mapping[str, Any]) -> gym.Env | gym.vector.VectorEnv:
-    """RLlib env creator: the vector env when RLlib passes `num_envs` (vector entry point), else one env."""
+    """RLlib env creator: the vector env when RLlib passes `num_envs` (vector entry point), else one env.
+
+    With `action_masking` in the config, observations are Dicts carrying the action mask
+    (training.masked_q: MaskedVectorObservation, MaskedObservation), as MaskedDQNTorchRLModule expects.
+    """
+    masked = bool(config.get("action_masking", False))
+    if masked:
+        from training.masked_q import MaskedObservation, MaskedVectorObservation
     if "num_envs" in config:
-        return VectorCoachingEnv(config)
-    return CoachingEnv(config)
+        env = VectorCoachingEnv(config)
+        return MaskedVectorObservation(env) if masked else env
+    single = CoachingEnv(config)
+    return MaskedObservation(single) if masked else single
 
 
 def make_rllib_env_config(
@@ -144,14 +154,16 @@ def make_rllib_env_config(
     horizon: int = HORIZON,
     reward_weights: str | Mapping[str, float] | None = None,
     calibration: Any = None,
+    action_masking: bool = False,
 ) -> dict:
-    """The env_config of the coaching env for RLlib (raw users matrix, horizon, weights, SimParams dict)."""
+    """The env_config of the coaching env for RLlib (raw users, horizon, weights, SimParams dict, masking)."""
     params = sim_params(calibration)
     return {
         "users": users_matrix(users),
         "horizon": horizon,
         "reward_weights": reward_weights,
         "sim_params": None if params is None else params.to_dict(),
+        "action_masking": action_masking,
     }
 
 

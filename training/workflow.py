@@ -10,7 +10,8 @@ Users are split by a hash of `user_id`: one in five is held out of training and 
 archetypes in `settings.holdout_archetypes` are never trained on, so their segment in the evaluation
 measures generalisation to a user type the agent has not seen. Every policy (candidate, champion, rules,
 random, LinUCB, Thompson sampling) is evaluated on the same simulated users with the same seeds
-(`settings.train_seed`), and OPE is checked against the simulator (training.evaluation_run).
+(`settings.train_seed`), and OPE is checked against the simulator (training.evaluation_run). Training and
+evaluation simulate with the DAG run's calibration (training.calibrate.load_calibration of `run_id`).
 
 Online learning: with `settings.train_from_champion`, a new candidate starts from the champion's
 weights (when the architecture matches) instead of from scratch.
@@ -44,6 +45,7 @@ WARM_START_EPSILON = 0.3  # exploration at the start of a candidate that starts 
 
 HOLDOUT_SHARE = 5  # one user in this many is held out of training for evaluation
 MIN_HOLDOUT_USERS = 20
+MAX_PARAM_CHARS = 500  # simulator_params (the reason a calibration was not used) as an MLflow param / tag
 
 
 class SnapshotError(ValueError):
@@ -107,11 +109,13 @@ def log_candidate(
     params: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
     curve: list[dict[str, float]] | None = None,
+    documents: dict[str, dict] | None = None,
 ) -> dict:
     """Log an exported policy folder (write_policy_artifact) as a candidate in a new MLflow run `run_id`.
 
     `metrics` go to the run as `train/<key>`; `total_env_steps`, `env_steps_per_s` and `seconds` also
-    fill the returned train result, the same dict `train_candidate` returns.
+    fill the returned train result, the same dict `train_candidate` returns. `documents`: artifact path
+    -> JSON-able dict, logged on the run.
     """
     import mlflow
 
@@ -138,6 +142,8 @@ def log_candidate(
         mlflow.log_metrics({f"train/{k}": float(v) for k, v in metrics.items()})
         mlflow.log_dict(spec_document(), "contract/feature_spec.json")
         mlflow.log_dict(catalog_document(), "contract/action_catalog.json")
+        for path, doc in (documents or {}).items():
+            mlflow.log_dict(doc, path)
         info = log_policy(folder, input_example=input_example)
     return {
         "run_id": run_id,
@@ -151,7 +157,12 @@ def log_candidate(
 
 
 def train_candidate(features_uri: str, run_id: str) -> dict:
-    """Train a DQN candidate on the snapshot, export it and log it to MLflow; the run and model URIs."""
+    """Train a DQN candidate on the snapshot, export it and log it to MLflow; the run and model URIs.
+
+    The simulator runs with the calibration of DAG run `run_id` (training.calibrate.load_calibration: the
+    defaults when it is missing or failed validation); MLflow param `simulator_params` says which.
+    """
+    from training.calibrate import describe_calibration, load_calibration
     from training.dqn import DQNArgs, train_dqn
     from training.export import check_batch, export_policy
     from training.simulator import SIMULATOR_VERSION
@@ -164,7 +175,9 @@ def train_candidate(features_uri: str, run_id: str) -> dict:
     init_state, init_from, offline_counts = initial_weights(train_users, args)
     if init_state is not None:
         args.epsilon_initial = WARM_START_EPSILON
-    module, result = train_dqn(train_users, args, init_state=init_state)
+    calibration = load_calibration(run_id)
+    simulator_params = describe_calibration(calibration)
+    module, result = train_dqn(train_users, args, init_state=init_state, calibration=calibration)
     real_obs = normalise(raw_matrix(train_users.head(256)))
     with tempfile.TemporaryDirectory(prefix="fincoach-export-") as tmp:
         folder = export_policy(
@@ -181,6 +194,8 @@ def train_candidate(features_uri: str, run_id: str) -> dict:
         params = {
             **{f"dqn.{k}": v for k, v in asdict(args).items()},
             "simulator_version": SIMULATOR_VERSION,
+            "simulator_params": simulator_params[:MAX_PARAM_CHARS],
+            "simulator_archetypes": len(calibration.archetypes),
             "train_users": len(train_users),
             "eval_users_available": len(eval_users),
             "init_from": init_from,
@@ -192,9 +207,11 @@ def train_candidate(features_uri: str, run_id: str) -> dict:
             "env_steps_per_s": result["env_steps_per_s"],
             "seconds": result["train_seconds"],
         }
-        return log_candidate(
-            folder, run_id, features_uri, _input_example(frame), params, metrics, result["curve"]
+        documents = {"simulator/sim_params.json": calibration.to_dict()}
+        logged = log_candidate(
+            folder, run_id, features_uri, _input_example(frame), params, metrics, result["curve"], documents
         )
+    return {**logged, "simulator_params": simulator_params}
 
 
 def _compact(summary: dict) -> dict:
@@ -218,6 +235,7 @@ def evaluate_candidate(train_result: dict) -> dict:
 
     from fincoach.policy_model import load_registered_policy
     from fincoach.tracking import configure_mlflow
+    from training.calibrate import describe_calibration, load_calibration
     from training.evaluation_run import run_evaluation
 
     configure_mlflow()
@@ -232,8 +250,13 @@ def evaluate_candidate(train_result: dict) -> dict:
         {"iteration": m.step, "env_steps": steps.get(m.step, m.step), "episode_return_mean": m.value}
         for m in client.get_metric_history(run_id, "train/episode_return_mean")
     ]
-    result = run_evaluation(candidate, champion_policy, train_users, eval_users, run_id, curve, frame)
+    calibration = load_calibration(train_result["run_id"])  # the DAG run's, as in training
+    result = run_evaluation(
+        candidate, champion_policy, train_users, eval_users, run_id, curve, frame, params=calibration
+    )
     report = result["report"]
+    simulator_params = describe_calibration(calibration)
+    client.set_tag(run_id, "eval.simulator_params", simulator_params[:MAX_PARAM_CHARS])
     client.set_tag(run_id, "eval.champion_version", champion_version or "none")
     client.set_tag(run_id, "eval.holdout_archetypes", ",".join(holdout_archetypes()))
     policies = report["policies"]
@@ -251,6 +274,7 @@ def evaluate_candidate(train_result: dict) -> dict:
         "ope": result["ope"],
         "ope_served": result["ope_served"],
         "champion_version": champion_version,
+        "simulator_params": simulator_params,
     }
     if champion_error:
         out["champion_error"] = champion_error

@@ -12,7 +12,7 @@ import pytest
 
 from training.dqn import DQNArgs, build_config
 from training.sample_users import sample_snapshot
-from training.vector_env import VectorCoachingEnv, with_vector_env
+from training.vector_env import VectorCoachingEnv
 
 pytestmark = pytest.mark.bench
 N = 256
@@ -33,11 +33,13 @@ def _rate(config) -> tuple[float, str]:
 
 def test_rllib_samples_faster_from_the_vector_env():
     users = sample_snapshot(500, 0)
-    base = build_config(users, DQNArgs()).env_runners(num_envs_per_env_runner=N, rollout_fragment_length=16)
-    sync_rate, sync_kind = _rate(base)
-    vector_rate, vector_kind = _rate(with_vector_env(base.copy(copy_frozen=False), users, num_envs=N))
+    vector = build_config(users, DQNArgs(num_envs_per_env_runner=N, rollout_fragment_length=16))
+    sync_rate, sync_kind = _rate(vector.copy(copy_frozen=False).env_runners(gym_env_vectorize_mode="sync"))
+    vector_rate, vector_kind = _rate(vector)
     assert vector_kind == VectorCoachingEnv.__name__ and sync_kind == "SyncVectorEnv"
     ratio = vector_rate / sync_rate
-    print(f"\nRLlib env runner, {N} envs: SyncVectorEnv of CoachingEnv {sync_rate:,.0f} env steps/s; "
-          f"VectorCoachingEnv {vector_rate:,.0f} env steps/s; ratio {ratio:.1f}x")
+    print(
+        f"\nRLlib env runner, {N} envs: SyncVectorEnv of CoachingEnv {sync_rate:,.0f} env steps/s; "
+        f"VectorCoachingEnv {vector_rate:,.0f} env steps/s; ratio {ratio:.1f}x"
+    )
     assert ratio >= 3

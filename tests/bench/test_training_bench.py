@@ -17,10 +17,11 @@ from fincoach.policy import ExportedPolicy
 from fincoach.rules import RulePolicy
 from training import ope
 from training.bandits import LinUCBPolicy, RandomPolicy, ThompsonPolicy, fit_bandit
-from training.dqn import DQNArgs, make_env, train_dqn
+from training.dqn import DQNArgs, train_dqn
 from training.evaluate import evaluate_all
 from training.export import extract_q_network
 from training.sample_users import sample_snapshot
+from training.vector_env import rllib_env_creator
 
 pytestmark = pytest.mark.bench
 
@@ -77,7 +78,7 @@ def test_dqn_throughput_and_wall_time_to_beat_the_rules(trained):
     from ray.tune import register_env
 
     module, metrics, checks, wall = trained
-    register_env("fincoach-plain", make_env)
+    register_env("fincoach-plain", rllib_env_creator)  # RLlib default: SyncVectorEnv of one-user envs
     default = (
         DQNConfig()
         .environment("fincoach-plain", env_config={"users": raw_matrix(TRAIN_USERS), "action_masking": False})

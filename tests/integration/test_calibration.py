@@ -116,3 +116,48 @@ def test_validation_without_two_full_months_of_history_fails_saying_so(snapshot)
     too_early = dt.datetime(2026, 3, 15, tzinfo=dt.UTC)  # the data starts in February: January is missing
     report = validate(DEFAULT_PARAMS, holdout, too_early, 7)
     assert not report["passed"] and "have every day of 2026-01-01..2026-03-01" in report["reason"]
+
+
+def test_training_and_evaluation_simulate_with_the_dag_run_s_calibration(snapshot, monkeypatch):
+    import uuid
+
+    from fincoach.settings import reload_settings
+    from training import workflow
+
+    for key, value in {
+        "FINCOACH_TRAIN_TIMESTEPS": "600",
+        "FINCOACH_EVAL_USERS": "100",
+        "FINCOACH_ORACLE_DRAWS": "1",
+        "FINCOACH_BANDIT_EPISODES": "2",
+        "FINCOACH_OFFLINE_PRETRAIN": "false",
+        "FINCOACH_MODEL_NAME": f"test-calibrated-{uuid.uuid4().hex[:8]}",
+    }.items():
+        monkeypatch.setenv(key, value)
+    reload_settings()
+    try:
+        uri, _ = snapshot
+        run_id = "calib-train-1"
+        assert calibrate.calibrate_simulator(uri, run_id)["used"] == "calibrated"
+        used = calibrate.load_calibration(run_id)
+        trained = workflow.train_candidate(uri, run_id)
+        assert trained["run_id"] == run_id and trained["simulator_params"] == "calibrated"
+        run = mlflow.get_run(trained["mlflow_run_id"])
+        assert run.data.params["simulator_params"] == "calibrated"
+        assert run.data.params["simulator_archetypes"] == str(len(used.archetypes))
+        logged = mlflow.artifacts.load_dict(f"runs:/{trained['mlflow_run_id']}/simulator/sim_params.json")
+        assert SimParams.from_dict(logged) == used and len(used.archetypes) >= 2
+        evaluated = workflow.evaluate_candidate(trained)
+        assert evaluated["simulator_params"] == "calibrated"
+        assert mlflow.get_run(trained["mlflow_run_id"]).data.tags["eval.simulator_params"] == "calibrated"
+
+        # A DAG run whose calibration failed validation trains on the defaults, and says why.
+        monkeypatch.setattr(get_settings(), "sim_validation_max_ks", 0.0)
+        assert calibrate.calibrate_simulator(uri, "calib-train-2")["used"] == "default"
+        fallback = workflow.train_candidate(uri, "calib-train-2")
+        assert fallback["simulator_params"].startswith("default (calibration failed: KS above 0.0")
+        params = mlflow.get_run(fallback["mlflow_run_id"]).data.params
+        assert params["simulator_params"] == fallback["simulator_params"][: workflow.MAX_PARAM_CHARS]
+        assert params["simulator_archetypes"] == "1"
+    finally:
+        monkeypatch.undo()
+        reload_settings()

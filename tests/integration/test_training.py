@@ -27,10 +27,11 @@ from fincoach.rules import RulePolicy
 from fincoach.settings import get_settings, reload_settings
 from fincoach.tracking import configure_mlflow
 from training import registry, workflow
-from training.dqn import DQNArgs, build_config, make_env, train_dqn
+from training.dqn import DQNArgs, build_config, train_dqn
 from training.env import CoachingEnv
 from training.export import check_batch, export_policy, extract_q_network, rlmodule_q_values
 from training.sample_users import sample_snapshot
+from training.vector_env import make_rllib_env_config, rllib_env_creator
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,7 @@ def test_full_workflow_trains_registers_and_gates_honestly(engine, snapshot_uri,
         "train_seconds",
     }
     assert trained["env_steps"] >= 2000 and trained["env_steps_per_s"] > 0
+    assert trained["simulator_params"] == "default (no calibration stored for this run)"
     json.dumps(trained)
 
     registered, gate = _through_the_workflow(trained)
@@ -267,7 +269,7 @@ def test_a_worse_candidate_is_never_promoted_and_rollback_restores_the_previous_
 def test_masked_actions_are_never_chosen_while_exploring(tmp_path):
     users = sample_snapshot(50, 2)
     config = build_config(users, DQNArgs(epsilon_initial=1.0))
-    env = make_env({"users": raw_matrix(users), "action_masking": True})
+    env = rllib_env_creator(make_rllib_env_config(users, action_masking=True))  # one env: the module's spaces
     module = config.get_rl_module_spec(env=env).build()
     obs, masks = [], []
     for i in range(50):

@@ -233,3 +233,26 @@ def test_report_tables_and_figures_cover_every_policy(users):
     assert any(k.startswith("eval/rules_segment/archetype/") for k in metrics)
     figs = figures(report, checks, [{"iteration": 1, "env_steps": 10, "episode_return_mean": 0.1}])
     assert set(figs) == {"plots/policies_ci.png", "plots/segments.png", "plots/curves.png", "plots/ope.png"}
+
+
+def test_evaluation_ope_and_bandits_simulate_with_the_given_calibration(users):
+    from dataclasses import replace
+
+    from training.sim_params import DEFAULT_PARAMS
+
+    spender = replace(
+        DEFAULT_PARAMS,
+        source="calibrated",
+        churn_weekly=0.03,
+        archetypes=[replace(a, impulse_scale=3.0) for a in DEFAULT_PARAMS.archetypes],
+    )
+    policies = {"rules": RulePolicy()}
+    default, _ = evaluate_all(policies, users, 100, 3, oracle_draws=0)
+    calibrated, _ = evaluate_all(policies, users, 100, 3, oracle_draws=0, params=spender)
+    assert (default["simulator_params"], calibrated["simulator_params"]) == ("default", "calibrated")
+    assert calibrated["policies"]["rules"]["mean_reward"] != default["policies"]["rules"]["mean_reward"]
+    logs = [ope.simulate_log(RulePolicy(), users, 50, 3, 0.3, horizon=2, params=p) for p in (None, spender)]
+    assert not np.array_equal(logs[0].rewards, logs[1].rewards)
+    assert logs[1].snapshots[0].params == spender  # the ground truth replays the calibrated simulator
+    curves = [fit_bandit(LinUCBPolicy(), raw_matrix(users), 1, 50, 3, 2, p) for p in (None, spender)]
+    assert curves[0]["episode_return_mean"] != curves[1]["episode_return_mean"]

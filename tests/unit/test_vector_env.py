@@ -104,3 +104,31 @@ def test_gymnasium_vector_wrappers_accept_the_vector_env(users):
         _, _, terminated, truncated, infos = env.step(np.full(8, 8))
         finished += [i for i in infos if "episode" in i]
     assert finished and all("episode_health" in i and i["episode"]["l"] >= 1 for i in finished)
+
+
+def test_with_action_masking_the_vector_env_emits_the_dict_observation_of_masked_observation(users):
+    config = make_rllib_env_config(users, horizon=3, action_masking=True)
+    vector = rllib_env_creator({**config, "num_envs": 4, "seed": 9})
+    single = rllib_env_creator(config)
+    assert vector.single_observation_space == single.observation_space  # what MaskedDQNTorchRLModule is built on
+    obs, infos = vector.reset(seed=9)
+    assert vector.observation_space.contains(obs)
+    np.testing.assert_array_equal(obs["action_mask"], infos["action_mask"])
+    for _ in range(5):
+        obs, _, _, _, infos = vector.step(np.full(4, NO_ACTION))
+        assert vector.observation_space.contains(obs)
+        np.testing.assert_array_equal(obs["action_mask"], infos["action_mask"])
+        np.testing.assert_array_equal(obs["observations"], normalise(vector.unwrapped.sim.raw_features())[:4])
+
+
+def test_the_calibration_in_the_env_config_is_the_simulator_s(users):
+    from dataclasses import replace
+
+    from training.sim_params import DEFAULT_PARAMS
+
+    calibrated = replace(DEFAULT_PARAMS, source="calibrated", churn_weekly=0.02)
+    config = make_rllib_env_config(users, calibration=calibrated, action_masking=True)
+    env = rllib_env_creator({**config, "num_envs": 2})
+    env.reset(seed=0)
+    assert env.unwrapped.sim.params == calibrated
+    assert rllib_env_creator(make_rllib_env_config(users)).params is None  # no calibration: the defaults
