@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from fincoach.actions import N_ACTIONS, NO_ACTION
 from fincoach.feature_spec import FEATURES, N_FEATURES, normalise, raw_matrix
+from fincoach.pseudonym import is_pseudonym, pseudonymise_many
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ def match_interactions(
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
     """(usable interactions, their users' raw features from the snapshot, counts that reconcile)."""
     counts = {"logged": len(interactions)}
+    if snapshot["user_id"].map(is_pseudonym).any():  # lake snapshots hold pseudonyms, the log app ids
+        interactions = interactions.assign(user_id=pseudonymise_many(interactions["user_id"]))
     valid = interactions["action_id"].between(0, N_ACTIONS - 1)
     counts["rejected_unknown_action"] = int((~valid).sum())
     rows = interactions[valid]
