@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -86,3 +87,13 @@ def clean_db(engine: Engine) -> Engine:
     with engine.begin() as conn:
         conn.execute(sa.text(_TRUNCATE))
     return engine
+
+
+@pytest.fixture()
+def own_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A lake of this test's own, so the snapshots it publishes are the only ones it sees (and others never see)."""
+    monkeypatch.setenv("FINCOACH_LAKE_URI", str(tmp_path / "lake"))
+    reload_settings()
+    yield
+    monkeypatch.undo()
+    reload_settings()

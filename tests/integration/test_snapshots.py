@@ -8,19 +8,11 @@ import pytest
 
 from fincoach import lake
 from fincoach.feature_spec import FEATURE_NAMES
-from fincoach.settings import reload_settings
 from pipelines.monitoring import feature_drift
 from pipelines.snapshots import NoSnapshotError, latest_snapshot_uri, snapshot_dir
 
-
-@pytest.fixture(autouse=True)
-def own_lake(tmp_path, monkeypatch):
-    """A lake of this module's own, so its fake snapshots never reach other tests."""
-    monkeypatch.setenv("FINCOACH_LAKE_URI", str(tmp_path / "lake"))
-    reload_settings()
-    yield
-    monkeypatch.undo()
-    reload_settings()
+# every test here publishes fake snapshots: a lake of its own, so they never reach other tests
+pytestmark = pytest.mark.usefixtures("own_lake")
 
 
 def _publish(as_of: datetime, shift: float) -> None:

@@ -215,18 +215,6 @@ def _population(n: int, seed: int, income_shift: float = 0.0) -> pd.DataFrame:
     return frame
 
 
-@pytest.fixture()
-def own_lake(tmp_path, monkeypatch):
-    """A lake of this test's own: the previous snapshot is the one it publishes."""
-    from fincoach.settings import reload_settings
-
-    monkeypatch.setenv("FINCOACH_LAKE_URI", str(tmp_path / "lake"))
-    reload_settings()
-    yield
-    monkeypatch.undo()
-    reload_settings()
-
-
 def test_a_snapshot_whose_means_jump_from_the_previous_one_fails_before_publishing(clean_db, own_lake):
     from pipelines.snapshots import published_snapshots, snapshot_dir
 
