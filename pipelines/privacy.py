@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 import pyarrow as pa
@@ -113,37 +114,62 @@ def scrub_json_column(column: pa.ChunkedArray | pa.Array, key: str | None = None
 class Pseudonyms:
     """The pseudonyms of one run: each user id hashed once and its mapping recorded in ops.user_pseudonyms once.
 
-    Shared by the tables a run extracts at once (thread-safe): the first table to meet an id records it, in
-    its own committed transaction, before any table writes that id's pseudonym to the lake.
+    Shared by the tables a run extracts at once (thread-safe). A run first records every app user's mapping
+    (`record_app_users`, while the tables are read); a table then records only the ids that recording did
+    not see (users created since, unknown users of quarantined rows), in its own committed transaction,
+    before it writes their pseudonyms to the lake.
     """
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
         self._names: dict[int, str] = {}
+        self._recorded: set[int] = set()
+        self._first: Future[None] | None = None
         self._lock = threading.Lock()
 
-    def _record(self, ids: list[int]) -> None:
-        missing = sorted(i for i in ids if i not in self._names)
-        if not missing:
-            return
-        names = pseudonymise_many(missing)
-        # in id order: concurrent runs never wait on each other in a cycle
+    def _insert(self, conn: sa.Connection, ids: list[int]) -> None:
+        ids = sorted(ids)  # in id order: concurrent runs never wait on each other in a cycle
+        names = pseudonymise_many(ids)
+        conn.execute(
+            sa.text(
+                "insert into ops.user_pseudonyms (user_id, pseudonym) "
+                "select * from unnest(cast(:ids as bigint[]), cast(:names as text[])) on conflict do nothing"
+            ),
+            {"ids": ids, "names": names},
+        )
+        self._names.update(zip(ids, names, strict=True))
+
+    def record_app_users(self) -> None:
+        """Record the mapping of every app.users id that ops.user_pseudonyms lacks (hashing only those)."""
         with self._engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "insert into ops.user_pseudonyms (user_id, pseudonym) "
-                    "select * from unnest(cast(:ids as bigint[]), cast(:names as text[])) on conflict do nothing"
-                ),
-                {"ids": missing, "names": names},
-            )
-        self._names.update(zip(missing, names, strict=True))
+            rows = conn.execute(sa.text(
+                "select u.user_id, p.user_id is null from app.users u left join ops.user_pseudonyms p using (user_id)"
+            )).all()
+            with self._lock:
+                missing = [user_id for user_id, new in rows if new]
+                if missing:
+                    self._insert(conn, missing)
+        with self._lock:
+            self._recorded.update(user_id for user_id, _ in rows)
+
+    def first(self, recording: Future[None]) -> None:
+        """Make `column` wait for `recording` (this run's `record_app_users`) before it records ids itself."""
+        self._first = recording
 
     def column(self, user_ids: pa.ChunkedArray | pa.Array) -> pa.Array:
         """Pseudonyms for an int64 user id column (same order), every mapping recorded first."""
         ids = user_ids.combine_chunks() if isinstance(user_ids, pa.ChunkedArray) else user_ids
         distinct = pc.unique(ids)
         values = distinct.to_pylist()
+        if self._first is not None:
+            self._first.result()
         with self._lock:
-            self._record(values)
+            missing = [v for v in values if v not in self._recorded]
+            if missing:
+                with self._engine.begin() as conn:
+                    self._insert(conn, missing)
+                self._recorded.update(missing)
+            unnamed = [v for v in values if v not in self._names]
+            self._names.update(zip(unnamed, pseudonymise_many(unnamed), strict=True))
             names = [self._names[v] for v in values]
         return pc.take(pa.array(names, pa.string()), pc.index_in(ids, distinct))
