@@ -33,8 +33,12 @@ import itertools
 import json
 import logging
 import re
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -175,17 +179,58 @@ _SQL_TYPES = {pa.int64(): "int8", pa.int32(): "int4", pa.float64(): "float8", pa
 _MIN_SLICE = 200_000  # primary keys per parallel read slice, at least
 
 
-def _fetch(sql: str) -> pa.Table:
-    with adbc.connect(libpq_url()) as conn, conn.cursor() as cursor:
-        cursor.execute(sql)
-        rows = cursor.fetch_arrow_table()
-        conn.commit()
-    return rows
+class _Readers:
+    """The ADBC connections of one run, reused by its reads (thread-safe): connecting costs ~35 ms of CPU,
+    as ADBC loads the server's type catalog on every new connection."""
+
+    def __init__(self) -> None:
+        self._idle: list[adbc.Connection] = []
+        self._lock = threading.Lock()
+
+    def fetch(self, sql: str) -> pa.Table:
+        """The result of `sql` as Arrow, in a transaction of its own."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        conn = conn or adbc.connect(libpq_url())
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql)
+                rows = cursor.fetch_arrow_table()
+            conn.commit()
+        except BaseException:
+            conn.close()  # in an unknown state: never reused
+            raise
+        with self._lock:
+            self._idle.append(conn)
+        return rows
+
+    def close(self) -> None:
+        """Close every connection."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+@dataclass
+class _Run:
+    """What the tables of one run share: their read connections and their pseudonyms."""
+
+    readers: _Readers
+    pseudonyms: privacy.Pseudonyms
+
+
+@contextmanager
+def _run(engine: sa.Engine) -> Iterator[_Run]:
+    run = _Run(_Readers(), privacy.Pseudonyms(engine))
+    try:
+        yield run
+    finally:
+        run.readers.close()
 
 
 def _read_split(
-    conn: sa.Connection, table: str, low: datetime | None, high: datetime, interval_end: datetime,
-    pseudonyms: privacy.Pseudonyms,
+    conn: sa.Connection, table: str, low: datetime | None, high: datetime, interval_end: datetime, run: _Run
 ) -> tuple[Split, dict[str, float]]:
     """The rows of app.<table> with low < updated_at <= high in primary-key order, checked against
     `interval_end` and made lake-ready (`_to_lake`); with the seconds of each step (the longest slice).
@@ -213,24 +258,24 @@ def _read_split(
     ]
 
     def known_users() -> pa.Array:
-        return _fetch("select user_id from app.users").column(0).combine_chunks()
+        return run.readers.fetch("select user_id from app.users").column(0).combine_chunks()
 
     def read_slice(query: str) -> tuple[Split | None, tuple[float, ...]]:
         clock = [time.perf_counter()]
-        rows = _fetch(query)
+        rows = run.readers.fetch(query)
         clock.append(time.perf_counter())
         if not rows.num_rows:
             return None, (clock[1] - clock[0], 0.0, 0.0)
         rows = pa.Table.from_arrays(rows.columns, schema=schema)
         split = split_rows(table, rows, users.result() if users else None, interval_end)
         clock.append(time.perf_counter())
-        split = Split(_to_lake(table, split.accepted, pseudonyms), _to_lake(table, split.quarantined, pseudonyms),
-                      split.reasons)
+        split = Split(_to_lake(table, split.accepted, run.pseudonyms),
+                      _to_lake(table, split.quarantined, run.pseudonyms), split.reasons)
         clock.append(time.perf_counter())
         return split, tuple(b - a for a, b in itertools.pairwise(clock))
 
     with ThreadPoolExecutor(len(queries) + 1) as pool:
-        users = pool.submit(known_users) if table != "users" and "user_id" in schema.names else None
+        users = pool.submit(known_users) if queries and table != "users" and "user_id" in schema.names else None
         done = list(pool.map(read_slice, queries))
     seconds = {step: max((d[i] for _, d in done), default=0.0) for i, step in enumerate(_STEPS[:-1])}
     return concat_splits([p for p, _ in done if p is not None], lake_schema(table)), seconds
@@ -272,28 +317,26 @@ def _to_lake(table: str, rows: pa.Table, pseudonyms: privacy.Pseudonyms) -> pa.T
     return rows
 
 
-def extract_table(
-    engine: sa.Engine, table: str, interval_end: datetime, run_id: str, pseudonyms: privacy.Pseudonyms | None = None
-) -> dict:
-    """Extract one app table for the interval ending at `interval_end`; see the module docstring.
+def extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id: str) -> dict:
+    """Extract one app table for the interval ending at `interval_end`; see the module docstring."""
+    with _run(engine) as run:
+        return _extract_table(engine, table, interval_end, run_id, run)
 
-    `pseudonyms`: the run's pseudonyms, shared by the tables of one run (default: this table's own).
-    """
+
+def _extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id: str, run: _Run) -> dict:
     if table not in SCHEMAS:
         raise ValueError(f"unknown source table {table!r}; expected one of {', '.join(SOURCE_TABLES)}")
     with raw_lake.lake_lock(engine):
-        return _extract_table(engine, table, interval_end, run_id, pseudonyms or privacy.Pseudonyms(engine))
+        return _extract_locked(engine, table, interval_end, run_id, run)
 
 
-def _extract_table(
-    engine: sa.Engine, table: str, interval_end: datetime, run_id: str, pseudonyms: privacy.Pseudonyms
-) -> dict:
+def _extract_locked(engine: sa.Engine, table: str, interval_end: datetime, run_id: str, run: _Run) -> dict:
     high = interval_end.astimezone(UTC)
     clock = [time.perf_counter()]
     with engine.begin() as conn:
         _check_columns(conn, table)
         rerun, low, start, read_high = _window(conn, table, high)
-        split, seconds = _read_split(conn, table, start, read_high, high, pseudonyms)
+        split, seconds = _read_split(conn, table, start, read_high, high, run)
     accepted, quarantined = split.accepted, split.quarantined
     clock.append(time.perf_counter())
     first_key, last_key = None if start is None else raw_lake.hour_key(start) + 1, raw_lake.hour_key(high)
@@ -384,11 +427,11 @@ def extract_all(engine: sa.Engine, interval_end: datetime, run_id: str) -> dict[
     """
     _check_interval_end(interval_end)
     _check_run_id(run_id)
-    pseudonyms = privacy.Pseudonyms(engine)
     # tables are independent; the app users' pseudonyms are recorded while the first tables are read
-    with ThreadPoolExecutor(1) as side, ThreadPoolExecutor(max(1, get_settings().extract_workers)) as pool:
-        pseudonyms.first(side.submit(_record_app_users, engine, pseudonyms))
-        futures = {table: pool.submit(extract_table, engine, table, interval_end, run_id, pseudonyms)
+    with _run(engine) as run, ThreadPoolExecutor(1) as side, \
+            ThreadPoolExecutor(max(1, get_settings().extract_workers)) as pool:
+        run.pseudonyms.first(side.submit(_record_app_users, engine, run.pseudonyms))
+        futures = {table: pool.submit(_extract_table, engine, table, interval_end, run_id, run)
                    for table in _largest_first(engine)}
         return {table: futures[table].result() for table in SOURCE_TABLES}
 
