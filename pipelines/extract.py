@@ -319,15 +319,14 @@ def _to_lake(table: str, rows: pa.Table, pseudonyms: privacy.Pseudonyms) -> pa.T
 
 def extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id: str) -> dict:
     """Extract one app table for the interval ending at `interval_end`; see the module docstring."""
-    with _run(engine) as run:
-        return _extract_table(engine, table, interval_end, run_id, run)
+    _check_table(table)
+    with raw_lake.lake_lock(engine), _run(engine) as run:
+        return _extract_locked(engine, table, interval_end, run_id, run)
 
 
-def _extract_table(engine: sa.Engine, table: str, interval_end: datetime, run_id: str, run: _Run) -> dict:
+def _check_table(table: str) -> None:
     if table not in SCHEMAS:
         raise ValueError(f"unknown source table {table!r}; expected one of {', '.join(SOURCE_TABLES)}")
-    with raw_lake.lake_lock(engine):
-        return _extract_locked(engine, table, interval_end, run_id, run)
 
 
 def _extract_locked(engine: sa.Engine, table: str, interval_end: datetime, run_id: str, run: _Run) -> dict:
@@ -427,18 +426,15 @@ def extract_all(engine: sa.Engine, interval_end: datetime, run_id: str) -> dict[
     """
     _check_interval_end(interval_end)
     _check_run_id(run_id)
-    # tables are independent; the app users' pseudonyms are recorded while the first tables are read
-    with _run(engine) as run, ThreadPoolExecutor(1) as side, \
+    # One lake lock for the whole run (an erasure waits for it): a lock taken per table could queue behind a
+    # waiting erasure while another table of the run, holding its own, waits for the run's pseudonyms.
+    # Tables are independent; the app users' pseudonyms are recorded while the first tables are read.
+    with raw_lake.lake_lock(engine), _run(engine) as run, ThreadPoolExecutor(1) as side, \
             ThreadPoolExecutor(max(1, get_settings().extract_workers)) as pool:
-        run.pseudonyms.first(side.submit(_record_app_users, engine, run.pseudonyms))
-        futures = {table: pool.submit(_extract_table, engine, table, interval_end, run_id, run)
+        run.pseudonyms.first(side.submit(run.pseudonyms.record_app_users))
+        futures = {table: pool.submit(_extract_locked, engine, table, interval_end, run_id, run)
                    for table in _largest_first(engine)}
         return {table: futures[table].result() for table in SOURCE_TABLES}
-
-
-def _record_app_users(engine: sa.Engine, pseudonyms: privacy.Pseudonyms) -> None:
-    with raw_lake.lake_lock(engine):  # like the extracts: an erasure never runs in between
-        pseudonyms.record_app_users()
 
 
 def _largest_first(engine: sa.Engine) -> list[str]:
