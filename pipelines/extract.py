@@ -157,12 +157,12 @@ def _floor_hour(t: datetime) -> datetime:
 
 
 def _check_columns(conn: sa.Connection, table: str) -> None:
-    cols = conn.execute(
+    cols = conn.execute(  # pg_attribute: information_schema.columns costs ~10x as much
         sa.text(
-            "select column_name from information_schema.columns "
-            "where table_schema = 'app' and table_name = :t order by ordinal_position"
+            "select attname from pg_attribute "
+            "where attrelid = to_regclass(:t) and attnum > 0 and not attisdropped order by attnum"
         ),
-        {"t": table},
+        {"t": f"app.{table}"},
     ).scalars().all()
     expected = SCHEMAS[table].names
     if list(cols) != list(expected):
@@ -362,14 +362,16 @@ def _extract_locked(engine: sa.Engine, table: str, interval_end: datetime, run_i
             {"t": table, "e": high, "low": low, "n": n_rows, "p": path, "r": run_id},
         )
         # every interval ending in a rewritten hour now points at that hour's new file (or at none)
-        for key, p in [*((k, f) for k, (f, _) in written.items()), *((k, None) for k in cleared)]:
-            conn.execute(
-                sa.text(
-                    "update ops.extract_runs set path = :p "
-                    "where table_name = :t and interval_end > :a and interval_end <= :b"
-                ),
-                {"p": p, "t": table, "a": raw_lake.hour_start(key), "b": raw_lake.hour_start(key + 1)},
-            )
+        hours = [*((k, f) for k, (f, _) in written.items()), *((k, None) for k in cleared)]
+        conn.execute(
+            sa.text(
+                "update ops.extract_runs r set path = h.path "
+                "from unnest(cast(:a as timestamptz[]), cast(:p as text[])) h(hour_start, path) "
+                "where r.table_name = :t and r.interval_end > h.hour_start "
+                "and r.interval_end <= h.hour_start + interval '1 hour'"
+            ),
+            {"t": table, "a": [raw_lake.hour_start(k) for k, _ in hours], "p": [p for _, p in hours]},
+        )
         conn.execute(
             sa.text(
                 "insert into ops.quarantine_counts "
