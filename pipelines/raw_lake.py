@@ -107,8 +107,8 @@ def replace_hours(
         offset += run["counts"]
 
     def write(hour: tuple[int, int, int]) -> str:
-        key, first, length = hour
-        part = rows.slice(first, length).combine_chunks()  # one layout, however the rows were read
+        key, offset, length = hour
+        part = rows.slice(offset, length).combine_chunks()  # one layout, however the rows were read
         return lake.replace_partition(part, partition(layer, table, key), f"{run_id}.parquet")
 
     with ThreadPoolExecutor(max(1, get_settings().extract_workers)) as pool:  # Parquet encoding runs without the GIL
