@@ -34,6 +34,18 @@ def uri(relpath: str) -> str:
     return f"{get_settings().lake}/{relpath.strip('/')}"
 
 
+def _write_options(schema: pa.Schema) -> dict:
+    """Parquet settings: snappy; dictionary pages and min/max statistics only where they pay.
+
+    Strings (categories, pseudonyms, JSON payloads) repeat, so they get dictionaries; ids, timestamps and
+    amounts rarely do. Statistics serve range filters on ids, timestamps and amounts; on strings they only
+    cost time (pseudonyms and JSON have no useful order).
+    """
+    strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    others = [f.name for f in schema if f.name not in strings]
+    return {"compression": "snappy", "use_dictionary": strings, "write_statistics": others}
+
+
 def write_parquet(table: pa.Table, relpath: str) -> str:
     """Write `table` at `relpath` so no reader ever sees a partial file (temporary name, then rename)."""
     fs, root = filesystem()
@@ -44,7 +56,7 @@ def write_parquet(table: pa.Table, relpath: str) -> str:
     # and list_files / dataset reads skip the dot-named temporary key.
     tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.parquet"
     try:
-        pq.write_table(table, tmp, filesystem=fs)
+        pq.write_table(table, tmp, filesystem=fs, **_write_options(table.schema))
         fs.move(tmp, final)
     finally:
         if fs.get_file_info(tmp).type != pafs.FileType.NotFound:

@@ -5,14 +5,16 @@ string value becomes "[redacted]", and numbers with 7 or more digits under keys 
 redacted too (a phone or card number sent as a number). Surviving strings, and keys, are masked for
 e-mail addresses, IBANs, card numbers (Luhn-checked) and phone numbers. The result is JSON text again.
 
-Pseudonyms: `pseudonymise_column` replaces an int64 user id column by `fincoach.pseudonym` pseudonyms and
-records the mapping in `ops.user_pseudonyms` (Postgres only; the lake never holds it).
+Pseudonyms: `Pseudonyms.column` replaces an int64 user id column by `fincoach.pseudonym` pseudonyms and
+records the mapping in `ops.user_pseudonyms` (Postgres only; the lake never holds it), once per id and run.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
+from concurrent.futures import Future
 from typing import Any
 
 import pyarrow as pa
@@ -95,27 +97,79 @@ def scrub_json(text: str | None, key: str | None = None) -> str | None:
     return json.dumps(_scrub(value, key), separators=(", ", ": "), ensure_ascii=False)
 
 
-def scrub_json_column(column: pa.ChunkedArray | pa.Array, key: str | None = None) -> pa.Array:
-    """A string column of JSON texts, scrubbed; each distinct value is scrubbed once (payloads repeat a lot)."""
+def scrub_json_column(column: pa.ChunkedArray | pa.Array, key: str | None = None) -> pa.ChunkedArray | pa.Array:
+    """A string column of JSON texts, scrubbed; each distinct value is scrubbed once (payloads repeat a lot).
+
+    When scrubbing changes no value, the column itself is returned (no copy of its strings).
+    """
     encoded = pc.dictionary_encode(column).combine_chunks() if isinstance(column, pa.ChunkedArray) \
         else pc.dictionary_encode(column)
-    cleaned = pa.array([scrub_json(v, key) for v in encoded.dictionary.to_pylist()], pa.string())
-    return pc.take(cleaned, encoded.indices)
+    texts = encoded.dictionary.to_pylist()
+    cleaned = [scrub_json(v, key) for v in texts]
+    if cleaned == texts:
+        return column
+    return pc.take(pa.array(cleaned, pa.string()), encoded.indices)
 
 
-def pseudonymise_column(conn: sa.Connection | None, user_ids: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """Pseudonyms for an int64 user id column (same order); the mapping is recorded when `conn` is given."""
-    ids = user_ids.combine_chunks() if isinstance(user_ids, pa.ChunkedArray) else user_ids
-    distinct = pc.unique(ids)
-    values = distinct.to_pylist()
-    names = pseudonymise_many(values)
-    if conn is not None and values:  # in id order: concurrent extracts never wait on each other in a cycle
-        order = sorted(range(len(values)), key=values.__getitem__)
+class Pseudonyms:
+    """The pseudonyms of one run: each user id hashed once and its mapping recorded in ops.user_pseudonyms once.
+
+    Shared by the tables a run extracts at once (thread-safe). A run first records every app user's mapping
+    (`record_app_users`, while the tables are read); a table then records only the ids that recording did
+    not see (users created since, unknown users of quarantined rows), in its own committed transaction,
+    before it writes their pseudonyms to the lake.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._names: dict[int, str] = {}
+        self._recorded: set[int] = set()
+        self._first: Future[None] | None = None
+        self._lock = threading.Lock()
+
+    def _insert(self, conn: sa.Connection, ids: list[int]) -> None:
+        ids = sorted(ids)  # in id order: concurrent runs never wait on each other in a cycle
+        names = pseudonymise_many(ids)
         conn.execute(
             sa.text(
                 "insert into ops.user_pseudonyms (user_id, pseudonym) "
                 "select * from unnest(cast(:ids as bigint[]), cast(:names as text[])) on conflict do nothing"
             ),
-            {"ids": [values[i] for i in order], "names": [names[i] for i in order]},
+            {"ids": ids, "names": names},
         )
-    return pc.take(pa.array(names, pa.string()), pc.index_in(ids, distinct))
+        self._names.update(zip(ids, names, strict=True))
+
+    def record_app_users(self) -> None:
+        """Record the mapping of every app.users id that ops.user_pseudonyms lacks (hashing only those)."""
+        with self._engine.begin() as conn:
+            rows = conn.execute(sa.text(
+                "select u.user_id, p.user_id is null from app.users u left join ops.user_pseudonyms p using (user_id)"
+            )).all()
+            with self._lock:
+                missing = [user_id for user_id, new in rows if new]
+                if missing:
+                    self._insert(conn, missing)
+        with self._lock:
+            self._recorded.update(user_id for user_id, _ in rows)
+
+    def first(self, recording: Future[None]) -> None:
+        """Make `column` wait for `recording` (this run's `record_app_users`) before it records ids itself."""
+        self._first = recording
+
+    def column(self, user_ids: pa.ChunkedArray | pa.Array) -> pa.Array:
+        """Pseudonyms for an int64 user id column (same order), every mapping recorded first."""
+        ids = user_ids.combine_chunks() if isinstance(user_ids, pa.ChunkedArray) else user_ids
+        distinct = pc.unique(ids)
+        values = distinct.to_pylist()
+        if self._first is not None:
+            self._first.result()
+        with self._lock:
+            missing = [v for v in values if v not in self._recorded]
+            if missing:
+                with self._engine.begin() as conn:
+                    self._insert(conn, missing)
+                self._recorded.update(missing)
+            unnamed = [v for v in values if v not in self._names]
+            self._names.update(zip(unnamed, pseudonymise_many(unnamed), strict=True))
+            names = [self._names[v] for v in values]
+        return pc.take(pa.array(names, pa.string()), pc.index_in(ids, distinct))

@@ -11,6 +11,7 @@ Checks compare with the interval end, never the wall clock, so a rerun quarantin
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -91,16 +92,18 @@ def _checks(table: str, rows: pa.Table, known_users: pa.Array | None, interval_e
 
 def split_rows(table: str, rows: pa.Table, known_users: pa.Array | None, interval_end: datetime) -> Split:
     """Split `rows` of app.<table> into accepted and quarantined (column `reason`), keeping row order."""
-    reason = pa.nulls(rows.num_rows, pa.string())
-    for name, failing in _checks(table, rows, known_users, interval_end):
-        failing = pc.fill_null(failing, False)  # a NULL amount or timestamp is not a failure of that check
-        reason = pc.if_else(pc.and_(pc.is_null(reason), failing), pa.scalar(name), reason)
-    bad = pc.is_valid(reason)
-    if not pc.any(bad).as_py():  # the usual case: no copy of the rows
+    checks = [(name, pc.fill_null(failing, False))  # a NULL amount or timestamp is not a failure of that check
+              for name, failing in _checks(table, rows, known_users, interval_end)]
+    bad = functools.reduce(pc.or_, (failing for _, failing in checks)) if checks and rows.num_rows else None
+    if bad is None or not pc.any(bad).as_py():  # the usual case: no reason to build, no copy of the rows
         accepted, quarantined = rows, rows.slice(0, 0).append_column(REASON_COLUMN, pa.array([], pa.string()))
     else:
+        reason = pa.nulls(int(pc.sum(bad).as_py()), pa.string())
+        for name, failing in checks:  # on the failing rows only: the first failing check names the reason
+            failing = pc.filter(failing, bad)
+            reason = pc.if_else(pc.and_(pc.is_null(reason), failing), pa.scalar(name), reason)
         accepted = rows.filter(pc.invert(bad))
-        quarantined = rows.filter(bad).append_column(REASON_COLUMN, pc.filter(reason, bad))
+        quarantined = rows.filter(bad).append_column(REASON_COLUMN, reason)
     reasons = dict(sorted(Counter(quarantined[REASON_COLUMN].to_pylist()).items()))
     split = Split(accepted, quarantined, reasons)
     if split.counts["extracted"] != rows.num_rows or sum(reasons.values()) != quarantined.num_rows:
@@ -109,3 +112,16 @@ def split_rows(table: str, rows: pa.Table, known_users: pa.Array | None, interva
             f"{quarantined.num_rows}"
         )
     return split
+
+
+def concat_splits(splits: list[Split], schema: pa.Schema) -> Split:
+    """One Split of consecutive parts (e.g. primary-key slices read at once), in their order; `schema`: of
+    the accepted rows when there are no parts."""
+    if not splits:
+        empty = schema.empty_table()
+        return Split(empty, empty.append_column(REASON_COLUMN, pa.array([], pa.string())), {})
+    reasons: Counter[str] = Counter()
+    for split in splits:
+        reasons.update(split.reasons)
+    return Split(pa.concat_tables([s.accepted for s in splits]), pa.concat_tables([s.quarantined for s in splits]),
+                 dict(sorted(reasons.items())))

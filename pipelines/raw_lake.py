@@ -9,6 +9,7 @@ partition of a key range hold exactly the given rows of its hour: partitions wit
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from fincoach import lake
+from fincoach.settings import get_settings
 
 HOUR_US = 3_600_000_000
 WATERMARK_COLUMN = "updated_at"
@@ -98,15 +100,21 @@ def replace_hours(
     if len(keys) > 1 and not pc.all(pc.greater_equal(keys[1:], keys[:-1])).as_py():
         order = pc.sort_indices(keys)  # stable: rows keep their primary-key order inside an hour
         rows, keys = rows.take(order), keys.take(order)
-    written: dict[int, tuple[str, int]] = {}
-    with_rows: list[int] = []
+    hours = []  # (key, first row, rows): keys are sorted, so value_counts come in key order
     offset = 0
-    for run in pc.value_counts(keys).to_pylist():  # keys are sorted: counts come in key order
-        key, length = run["values"], run["counts"]
+    for run in pc.value_counts(keys).to_pylist():
+        hours.append((run["values"], offset, run["counts"]))
+        offset += run["counts"]
+
+    def write(hour: tuple[int, int, int]) -> str:
+        key, offset, length = hour
         part = rows.slice(offset, length).combine_chunks()  # one layout, however the rows were read
-        offset += length
-        with_rows.append(key)
-        written[key] = (lake.replace_partition(part, partition(layer, table, key), f"{run_id}.parquet"), length)
+        return lake.replace_partition(part, partition(layer, table, key), f"{run_id}.parquet")
+
+    with ThreadPoolExecutor(max(1, get_settings().extract_workers)) as pool:  # Parquet encoding runs without the GIL
+        paths = list(pool.map(write, hours))
+    written = {key: (path, length) for (key, _, length), path in zip(hours, paths, strict=True)}
+    with_rows = list(written)
     fs, root = lake.filesystem()
     cleared = sorted(set(existing_keys(layer, table, first, last)) - set(with_rows))
     for key in cleared:

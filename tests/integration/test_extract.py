@@ -164,3 +164,16 @@ def test_two_intervals_ending_in_the_same_hour_share_one_file_without_losing_row
 def test_bad_interval_end_or_run_id_is_refused(engine, interval_end, run_id, message):
     with pytest.raises(ValueError, match=message):
         extract_all(engine, interval_end, run_id)
+
+
+def test_a_column_added_to_an_app_table_stops_the_extract_with_a_schema_drift_error(clean_db):
+    from pipelines.extract import SchemaDriftError, extract_table
+
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("alter table app.debts add column lender text"))
+    try:
+        with pytest.raises(SchemaDriftError, match="lender"):
+            extract_table(clean_db, "debts", dt.datetime.now(dt.UTC), "drift")
+    finally:
+        with clean_db.begin() as conn:
+            conn.execute(sa.text("alter table app.debts drop column lender"))
