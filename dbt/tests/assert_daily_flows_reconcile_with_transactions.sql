@@ -1,5 +1,55 @@
 -- Every cent of app.transactions lands in fct_daily_user_financials: per user, the sum of net_flow
--- equals the sum of the signed amounts. Returns the users where it does not.
+-- equals the sum of the signed amounts. Returns the users where it does not. Hourly builds (var
+-- recent_rows_only) check the user-days of the transactions changed within the late-row lookback, through
+-- the indexes of fct_transactions (whose rows equal the source's: assert_incremental_marts_match_their_sources).
+
+{% if var('recent_rows_only', false) %}
+
+with
+
+transactions as (
+    select * from {{ ref('fct_transactions') }}
+),
+
+daily as (
+    select * from {{ ref('fct_daily_user_financials') }}
+),
+
+changed_days as (
+    select distinct
+        user_id,
+        date_day
+    from transactions
+    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp', ref('fct_transactions')) }}
+),
+
+transaction_totals as (
+    select
+        transactions.user_id,
+        transactions.date_day,
+        sum(transactions.amount) as total_amount
+    from transactions
+    inner join changed_days
+        on transactions.user_id = changed_days.user_id
+        and transactions.date_day = changed_days.date_day
+    group by
+        transactions.user_id,
+        transactions.date_day
+),
+
+final as (
+    select
+        transaction_totals.user_id,
+        transaction_totals.total_amount,
+        daily.net_flow as total_net_flow
+    from transaction_totals
+    left join daily
+        on transaction_totals.user_id = daily.user_id
+        and transaction_totals.date_day = daily.date_day
+    where transaction_totals.total_amount <> coalesce(daily.net_flow, 0)
+)
+
+{% else %}
 
 with
 
@@ -37,5 +87,7 @@ final as (
         on transaction_totals.user_id = daily_totals.user_id
     where coalesce(transaction_totals.total_amount, 0) <> coalesce(daily_totals.total_net_flow, 0)
 )
+
+{% endif %}
 
 select * from final

@@ -190,4 +190,5 @@ def test_hourly_incremental_update_versus_full_build(clean_db):
         f"{refreshed['users_recomputed']:,} of {refreshed['rows']:,} users recomputed)"
         f"\n  ratio full / hourly: {full_s / hour_s:.1f}x   features only: {built['seconds'] / refreshed['seconds']:.1f}x"
     )
+    print(f"  slowest dbt nodes, full  : {full_dbt['slowest']}\n  slowest dbt nodes, hourly: {dbt_inc['slowest']}")
     assert refreshed["users_recomputed"] < refreshed["rows"]

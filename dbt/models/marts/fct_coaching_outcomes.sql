@@ -3,7 +3,12 @@
         materialized='incremental',
         unique_key='interaction_id',
         incremental_strategy='delete+insert',
-        indexes=[{'columns': ['served_day']}, {'columns': ['user_id']}],
+        indexes=[
+            {'columns': ['interaction_id'], 'unique': True},
+            {'columns': ['served_day']},
+            {'columns': ['user_id']},
+            {'columns': ['updated_at']},
+        ],
     )
 }}
 

@@ -4,6 +4,7 @@
         unique_key='transaction_id',
         incremental_strategy='delete+insert',
         indexes=[
+            {'columns': ['transaction_id'], 'unique': True},
             {'columns': ['user_id', 'date_day']},
             {'columns': ['date_day']},
             {'columns': ['updated_at']},
