@@ -1,8 +1,10 @@
+{# post_hook analyze: fresh statistics, so the next run plans its recent-rows filters as index scans #}
 {{
     config(
         materialized='incremental',
         unique_key='user_day_key',
         incremental_strategy='delete+insert',
+        post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['user_day_key'], 'unique': True},
             {'columns': ['user_id', 'date_day'], 'unique': True},
