@@ -88,3 +88,34 @@ def test_every_app_table_feeds_a_staging_model():
 
     staged = {p.stem.removeprefix("stg_app__") for p in (DBT_PROJECT_DIR / "models" / "staging").glob("stg_app__*.sql")}
     assert set(TABLES) | {"market_conditions"} == staged
+
+
+def test_hourly_build_tests_only_the_recent_rows(clean_db):
+    """recent_tests: a bad row written long ago is left to the full tests; a new bad row fails the hourly build."""
+    from pipelines.analytics_build import AnalyticsBuildError
+    from pipelines.seed import seed
+
+    seed(clean_db, users=20, days=14, seed=4)
+
+    def untouched(sql: str) -> None:  # a change that keeps the rows' updated_at (as if made back then)
+        with clean_db.begin() as conn:
+            conn.execute(sa.text("alter table app.transactions disable trigger touch_updated_at"))
+            conn.execute(sa.text(sql))
+            conn.execute(sa.text("alter table app.transactions enable trigger touch_updated_at"))
+
+    untouched("update app.transactions set updated_at = occurred_at")  # a history written over time
+    build_analytics("recent-0", full_refresh=True)
+    untouched("update app.transactions set category = 'crypto' "  # one row that went bad back then
+              "where transaction_id = (select min(transaction_id) from app.transactions)")
+
+    hourly = build_analytics("recent-1", recent_tests=True)
+    assert hourly["recent_tests"] and "refreshed_after_drift" not in hourly
+    with pytest.raises(AnalyticsBuildError, match="accepted_values_stg_app__transactions_category"):
+        build_analytics("recent-full-tests")
+
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("insert into app.transactions (user_id, account_id, amount, category, is_impulse, "
+                             "occurred_at) select user_id, account_id, -5, 'crypto', false, now() "
+                             "from app.accounts order by account_id limit 1"))
+    with pytest.raises(AnalyticsBuildError, match="accepted_values_stg_app__transactions_category"):
+        build_analytics("recent-2", recent_tests=True)
