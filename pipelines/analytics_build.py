@@ -23,7 +23,8 @@ _FAILED = {"error", "fail", "runtime error"}
 # Singular tests that fail when an incremental mart is out of step with its sources (rows deleted or
 # rewritten beyond the late-row lookback, e.g. an erased user): the cure is a full refresh.
 _DRIFT_TESTS = ("assert_daily_flows_reconcile_with_transactions", "assert_incremental_marts_match_their_sources")
-INCREMENTAL_MARTS = ("fct_transactions", "fct_daily_user_financials", "fct_coaching_outcomes")
+INCREMENTAL_MARTS = ("fct_transactions", "fct_daily_user_financials", "fct_coaching_outcomes", "fct_sessions",
+                     "fct_engagement_daily")
 
 
 class AnalyticsBuildError(RuntimeError):
