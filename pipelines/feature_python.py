@@ -69,11 +69,13 @@ class Reader:
 def money_features(out: pd.DataFrame, q: Reader, as_of: datetime, monthly: pd.DataFrame, users: pd.DataFrame) -> None:
     """Spending, balance, payday, debt and saving-streak features of the users of `out` (in place)."""
     start, end = fm.window_bounds(as_of)
-    since = min(start, as_of - timedelta(days=fm.PAYDAY_LOOKBACK_DAYS))
+    # every flow of the windows (and after as_of, to roll balances back); only income for the payday lookback
+    since = min(start, as_of - timedelta(days=fm.WINDOW_DAYS))
     tx = q(
         "select user_id, account_id, amount::float8 as amount, category, is_impulse, occurred_at "
-        "from analytics.stg_app__transactions where occurred_at >= :since {users}",
-        times=("occurred_at",), since=since,
+        "from analytics.stg_app__transactions where (occurred_at >= :since "
+        "or (occurred_at >= :payday_since and category = 'income' and amount > 0)) {users}",
+        times=("occurred_at",), since=since, payday_since=as_of - timedelta(days=fm.PAYDAY_LOOKBACK_DAYS),
     )
     tx["is_impulse"] = tx.is_impulse.astype(bool)
     # impulse_share over the same complete days as monthly_spend

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable
 from datetime import datetime
 
 import numpy as np
@@ -75,12 +74,12 @@ def monthly_features(q: Reader, as_of: datetime, index: pd.Index) -> pd.DataFram
     return monthly
 
 
-def compute_features(engine: Engine, as_of: datetime, user_ids: Iterable[int] | None = None) -> pd.DataFrame:
-    """Every spec feature as of `as_of` for the users signed up by then (or only `user_ids`), by real user_id."""
+def compute_features(engine: Engine, as_of: datetime) -> pd.DataFrame:
+    """Every spec feature as of `as_of` for the users signed up by then, by real user_id."""
     as_of = as_utc(as_of)
     with engine.connect() as conn:
         _require_analytics(conn)
-        q = Reader(conn, user_ids)
+        q = Reader(conn, None)
         users = read_users(q, as_of)
         monthly = monthly_features(q, as_of, users.index)
         python = python_features(q, as_of, users, monthly)
