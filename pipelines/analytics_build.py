@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -22,7 +23,8 @@ _FAILED = {"error", "fail", "runtime error"}
 # Singular tests that fail when an incremental mart is out of step with its sources (rows deleted or
 # rewritten beyond the late-row lookback, e.g. an erased user): the cure is a full refresh.
 _DRIFT_TESTS = ("assert_daily_flows_reconcile_with_transactions", "assert_incremental_marts_match_their_sources")
-INCREMENTAL_MARTS = ("fct_transactions", "fct_daily_user_financials", "fct_coaching_outcomes")
+INCREMENTAL_MARTS = ("fct_transactions", "fct_daily_user_financials", "fct_coaching_outcomes", "fct_sessions",
+                     "fct_engagement_daily")
 
 
 class AnalyticsBuildError(RuntimeError):
@@ -74,12 +76,16 @@ def _invoke(command: list[str]) -> Any:
         return dbtRunner().invoke(args)
 
 
-def build_analytics(run_id: str, full_refresh: bool = False) -> dict:
+def build_analytics(run_id: str, full_refresh: bool = False, recent_tests: bool = False) -> dict:
     """Run `dbt build` (models and their tests); incremental marts are rebuilt whole with `full_refresh`,
     or by themselves when they drifted from their sources. A summary, or AnalyticsBuildError naming what failed.
+
+    `recent_tests` (the hourly build): the tests of the large models read only the rows within the late-row
+    lookback (dbt/macros/get_where_subquery.sql), so they cost what the new rows cost; ignored on a full refresh.
     """
+    recent_tests = recent_tests and not full_refresh
     try:
-        return _build(run_id, full_refresh)
+        return _build(run_id, full_refresh, recent_tests)
     except AnalyticsBuildError as err:
         drifted = [
             name for name in err.failed
@@ -88,19 +94,23 @@ def build_analytics(run_id: str, full_refresh: bool = False) -> dict:
         if full_refresh or not drifted or len(drifted) < len(err.failed):
             raise
         log.warning("incremental marts drifted from their sources (%s): rebuilding them whole", "; ".join(drifted))
-        summary = _build(run_id, full_refresh=True)
+        summary = _build(run_id, full_refresh=True, recent_tests=False)
         return {**summary, "refreshed_after_drift": drifted}
 
 
-def _build(run_id: str, full_refresh: bool) -> dict:
+def _build(run_id: str, full_refresh: bool, recent_tests: bool) -> dict:
     started = time.perf_counter()
-    res = _invoke(["build", "--no-use-colors", *(["--full-refresh"] if full_refresh else [])])
+    res = _invoke([
+        "build", "--no-use-colors", *(["--full-refresh"] if full_refresh else []),
+        *(["--vars", json.dumps({"recent_rows_only": True})] if recent_tests else []),
+    ])
     seconds = round(time.perf_counter() - started, 2)
     if res.result is None or not hasattr(res.result, "results"):
         raise AnalyticsBuildError(f"dbt build did not run (run {run_id}): {res.exception}") from res.exception
 
     counts = {"models": 0, "tests_passed": 0, "tests_failed": 0, "tests_warned": 0, "skipped": 0}
     busy = {"model": 0.0, "test": 0.0}  # summed node times (threads overlap them)
+    node_seconds: dict[str, float] = {}
     failed: list[str] = []
     for node_result in res.result.results:
         node = node_result.node
@@ -108,6 +118,7 @@ def _build(run_id: str, full_refresh: bool) -> dict:
         kind = str(node.resource_type)
         if kind in busy:
             busy[kind] += float(node_result.execution_time or 0.0)
+            node_seconds[f"{kind} {node.name}"] = round(float(node_result.execution_time or 0.0), 2)
         if status in _FAILED:
             failed.append(f"{kind} {node.name}: {status}" + (f" ({node_result.message})" if node_result.message else ""))
         if status == "skipped":
@@ -123,7 +134,8 @@ def _build(run_id: str, full_refresh: bool) -> dict:
                 counts["tests_failed"] += 1
     summary = {
         **counts, "seconds": seconds, "model_seconds": round(busy["model"], 2), "test_seconds": round(busy["test"], 2),
-        "run_id": run_id, "full_refresh": full_refresh,
+        "slowest": dict(sorted(node_seconds.items(), key=lambda item: -item[1])[:8]),
+        "run_id": run_id, "full_refresh": full_refresh, "recent_tests": recent_tests,
         "success": bool(res.success) and not failed,
     }
     if not summary["success"]:

@@ -9,6 +9,8 @@ market day before as_of (the close of the day before as_of's UTC day, like the d
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -41,25 +43,39 @@ def _per_user(values: pd.Series, index: pd.Index, fill: float = 0.0) -> pd.Serie
 
 
 class Reader:
-    """Reads of one build: every query is limited to the users asked for (all when None)."""
+    """Reads of one build: every query is limited to the users asked for (all when None).
 
-    def __init__(self, conn: sa.Connection, user_ids: list[int] | None) -> None:
-        self.conn, self.user_ids = conn, user_ids
+    The users are copied into a temporary table (dropped with the transaction) that the queries join, so
+    Postgres reads their rows through the user_id indexes instead of testing every row against a long list.
+    """
+
+    _count = itertools.count()
+
+    def __init__(self, conn: sa.Connection, user_ids: Iterable[int] | None) -> None:
+        self.conn, self.users = conn, ""
+        if user_ids is not None:
+            table = f"pick_users_{next(self._count)}"
+            conn.execute(sa.text(f"create temp table {table} (user_id bigint primary key) on commit drop"))
+            with conn.connection.driver_connection.cursor() as cur, cur.copy(f"copy {table} from stdin") as copy:
+                for user_id in sorted(set(user_ids)):
+                    copy.write_row((int(user_id),))
+            conn.execute(sa.text(f"analyze {table}"))
+            self.users = f"and user_id in (select user_id from {table})"
 
     def __call__(self, sql: str, times: tuple[str, ...] = (), **params: object) -> pd.DataFrame:
-        where = ""
-        if self.user_ids is not None:
-            where, params["user_ids"] = "and user_id = any(:user_ids)", list(self.user_ids)
-        return read(self.conn, sql.format(users=where), times, **params)
+        return read(self.conn, sql.format(users=self.users), times, **params)
 
 
-def _money(out: pd.DataFrame, q: Reader, as_of: datetime, monthly: pd.DataFrame, users: pd.DataFrame) -> None:
+def money_features(out: pd.DataFrame, q: Reader, as_of: datetime, monthly: pd.DataFrame, users: pd.DataFrame) -> None:
+    """Spending, balance, payday, debt and saving-streak features of the users of `out` (in place)."""
     start, end = fm.window_bounds(as_of)
-    since = min(start, as_of - timedelta(days=fm.PAYDAY_LOOKBACK_DAYS))
+    # every flow of the windows (and after as_of, to roll balances back); only income for the payday lookback
+    since = min(start, as_of - timedelta(days=fm.WINDOW_DAYS))
     tx = q(
         "select user_id, account_id, amount::float8 as amount, category, is_impulse, occurred_at "
-        "from analytics.stg_app__transactions where occurred_at >= :since {users}",
-        times=("occurred_at",), since=since,
+        "from analytics.stg_app__transactions where (occurred_at >= :since "
+        "or (occurred_at >= :payday_since and category = 'income' and amount > 0)) {users}",
+        times=("occurred_at",), since=since, payday_since=as_of - timedelta(days=fm.PAYDAY_LOOKBACK_DAYS),
     )
     tx["is_impulse"] = tx.is_impulse.astype(bool)
     # impulse_share over the same complete days as monthly_spend
@@ -140,7 +156,8 @@ def goal_features(out: pd.DataFrame, q: Reader, as_of: datetime) -> None:
     out["goals_achieved"] = _per_user(achieved.groupby("user_id").size(), out.index)
 
 
-def _engagement(out: pd.DataFrame, q: Reader, as_of: datetime) -> None:
+def engagement_features(out: pd.DataFrame, q: Reader, as_of: datetime) -> None:
+    """Session and event features of the users of `out` (in place)."""
     month_ago = as_of - timedelta(days=fm.WINDOW_DAYS)
     sessions = q(
         "select user_id, started_at, ended_at from analytics.stg_app__user_sessions "
@@ -171,7 +188,8 @@ def _engagement(out: pd.DataFrame, q: Reader, as_of: datetime) -> None:
     out["clicks_per_session"] = fm.ratio(_per_user(events.events, out.index), n_sessions)
 
 
-def _nudges(out: pd.DataFrame, q: Reader, as_of: datetime) -> None:
+def nudge_features(out: pd.DataFrame, q: Reader, as_of: datetime) -> None:
+    """Nudge features of the users of `out` (in place)."""
     nudges = q(
         "select user_id, served_at, "
         "coalesce(response = 'accepted' and coalesce(responded_at, served_at) <= :as_of, false) as accepted "
@@ -210,20 +228,25 @@ def market_features(conn: sa.Connection, as_of: datetime) -> dict[str, float]:
     }
 
 
-def python_features(
-    conn: sa.Connection, as_of: datetime, users: pd.DataFrame, monthly: pd.DataFrame,
-    user_ids: list[int] | None = None,
-) -> pd.DataFrame:
-    """Every python: feature of `users` (indexed by user_id) as of `as_of`; `monthly` holds the dbt: features."""
-    out = pd.DataFrame(index=users.index)
-    q = Reader(conn, user_ids)
-    _money(out, q, as_of, monthly, users)
-    goal_features(out, q, as_of)
-    _engagement(out, q, as_of)
-    _nudges(out, q, as_of)
+def profile_features(out: pd.DataFrame, users: pd.DataFrame, as_of: datetime) -> None:
+    """Age, device and risk tolerance of the users of `out` (in place), from their `users` rows."""
+    users = users.reindex(out.index)
     out["age"] = (as_of.year - users.birth_year).astype(float)
     out["mobile_device"] = users.device_type.isin(fm.MOBILE_DEVICES).astype(float)
     out["risk_tolerance"] = users.risk_tolerance.map(fm.RISK_TOLERANCE).astype(float)
-    for name, value in market_features(conn, as_of).items():
+
+
+def python_features(
+    q: Reader, as_of: datetime, users: pd.DataFrame, monthly: pd.DataFrame,
+) -> pd.DataFrame:
+    """Every python: feature of `users` (indexed by user_id, the users of `q`) as of `as_of`; `monthly` holds
+    the dbt: features."""
+    out = pd.DataFrame(index=users.index)
+    money_features(out, q, as_of, monthly, users)
+    goal_features(out, q, as_of)
+    engagement_features(out, q, as_of)
+    nudge_features(out, q, as_of)
+    profile_features(out, users, as_of)
+    for name, value in market_features(q.conn, as_of).items():
         out[name] = value
     return out[list(PYTHON_FEATURES)]

@@ -1,14 +1,16 @@
-"""The hourly feature refresh: recompute only the users whose features can have changed since the last one.
+"""The hourly feature refresh: recompute only the feature groups whose inputs can have changed since the last one.
 
-Within one UTC day the `dbt:` windows (complete days) do not move, so a user's features change only if
-(a) one of their rows changed (updated_at after the previous snapshot, with an overlap), (b) one of their
-rows crossed a window boundary between the two as_ofs (a session leaving the 30-day window, income
-leaving the payday lookback, ...), or (c) a session of theirs was still running. Those users are
-recomputed by `compute_features`; every other user keeps the previous online row, with the features that
-depend on time alone moved on exactly: days since the last session and nudge grow, days to payday
-shrink, and the goal and market features (small tables) are recomputed for all. A new UTC day, a new
-spec, or no previous online snapshot gives a full build. The result equals a full build of the same as_of
-(tests/integration/test_feature_refresh.py).
+Within one UTC day the `dbt:` windows (complete days) do not move, so a feature group of a user changes
+only if (a) one of the user's rows of the tables the group reads changed (updated_at after the previous
+snapshot, with an overlap), (b) one of those rows crossed a window boundary between the two as_ofs (a
+session leaving the 30-day window, income leaving the payday lookback, ...), or (c) a session of theirs
+was still running. Each group is recomputed for its own changed users only (reading their rows through the
+user_id indexes, pipelines.feature_python.Reader), so the cost follows the new rows: an hour of purchases
+recomputes the money features of the buyers, not their sessions. Every other value is the previous online
+row, with the features that depend on time alone moved on exactly: days since the last session and nudge
+grow, days to payday shrink; the goal, profile and market features (small tables) are recomputed for all.
+A new UTC day, a new spec, or no previous online snapshot gives a full build. The result equals a full
+build of the same as_of (tests/integration/test_feature_refresh.py).
 """
 
 from __future__ import annotations
@@ -17,30 +19,43 @@ import logging
 import time
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION
 from pipelines import feature_math as fm
-from pipelines.feature_python import Reader, goal_features, market_features, read
-from pipelines.features import build_features, compute_features, snapshot_table, stage
+from pipelines.feature_python import (
+    Reader,
+    engagement_features,
+    goal_features,
+    market_features,
+    money_features,
+    nudge_features,
+    profile_features,
+    read,
+)
+from pipelines.feature_sql import DBT_FEATURES
+from pipelines.features import DEFAULTS, build_features, monthly_features, read_users, snapshot_table, stage
 
 log = logging.getLogger(__name__)
 
 # Rows committed late by a long transaction carry an updated_at before they became visible.
 UPDATE_OVERLAP = timedelta(hours=1)
-# Above this share of changed users, computing everyone in one pass is cheaper than filtering by id.
-FILTER_MAX_SHARE = 0.5
-_CHANGED_TABLES = ("users", "accounts", "transactions", "goals", "debts", "user_events", "user_sessions",
-                   "coaching_interactions")
-# (table, event-time column, window lengths whose lower boundary matters, extra filter)
+# The app tables each recomputed group reads (goals, profile and market are recomputed for every user).
+GROUP_TABLES = {
+    "money": ("users", "accounts", "transactions", "debts"),  # the dbt: features and money_features
+    "engagement": ("user_sessions", "user_events"),
+    "nudges": ("coaching_interactions",),
+}
+# (group, table, event-time column, window lengths whose lower boundary matters, extra filter)
 _BOUNDARIES = (
-    ("transactions", "occurred_at", (fm.WINDOW_DAYS,), ""),
-    ("transactions", "occurred_at", (fm.PAYDAY_LOOKBACK_DAYS,), "and category = 'income'"),
-    ("user_sessions", "start_time", (fm.WINDOW_DAYS, int(fm.SESSION_CAP_DAYS)), ""),
-    ("user_events", '"timestamp"', (fm.WINDOW_DAYS,), ""),
-    ("coaching_interactions", "served_at", (fm.RECENT_NUDGE_DAYS, fm.NUDGE_WINDOW_DAYS), "and action_id <> 0"),
+    ("money", "transactions", "occurred_at", (fm.WINDOW_DAYS,), ""),
+    ("money", "transactions", "occurred_at", (fm.PAYDAY_LOOKBACK_DAYS,), "and category = 'income'"),
+    ("engagement", "user_sessions", "start_time", (fm.WINDOW_DAYS, int(fm.SESSION_CAP_DAYS)), ""),
+    ("engagement", "user_events", '"timestamp"', (fm.WINDOW_DAYS,), ""),
+    ("nudges", "coaching_interactions", "served_at", (fm.RECENT_NUDGE_DAYS, fm.NUDGE_WINDOW_DAYS), "and action_id <> 0"),
 )
 
 
@@ -71,23 +86,32 @@ def _full_reason(previous: tuple[datetime, str, pd.DataFrame] | None, as_of: dat
 
 def dirty_users(
     conn: sa.Connection, prev_as_of: datetime, as_of: datetime, overlap: timedelta = UPDATE_OVERLAP
-) -> set[int]:
-    """Users whose features can differ between the two as_ofs (see the module docstring)."""
-    parts = [f"select user_id from app.{t} where updated_at > :since" for t in _CHANGED_TABLES]
-    params: dict[str, object] = {"since": prev_as_of - overlap, "prev": prev_as_of, "as_of": as_of}
-    for i, (table, column, windows, extra) in enumerate(_BOUNDARIES):
+) -> dict[str, set[int]]:
+    """Per group of GROUP_TABLES, the users whose features of that group can differ between the two as_ofs."""
+    params: dict[str, object] = {"since": prev_as_of - overlap, "prev": prev_as_of, "as_of": as_of,
+                                 "month_ago": as_of - timedelta(days=fm.WINDOW_DAYS)}
+    parts: dict[str, list[str]] = {
+        group: [f"select user_id from app.{t} where updated_at > :since" for t in tables]
+        for group, tables in GROUP_TABLES.items()
+    }
+    for i, (group, table, column, windows, extra) in enumerate(_BOUNDARIES):
         for days in windows:
             params[f"lo{i}_{days}"], params[f"hi{i}_{days}"] = prev_as_of - timedelta(days=days), as_of - timedelta(days=days)
-            parts.append(f"select user_id from app.{table} where {column} > :lo{i}_{days} "
-                         f"and {column} <= :hi{i}_{days} {extra}")
+            parts[group].append(f"select user_id from app.{table} where {column} > :lo{i}_{days} "
+                                f"and {column} <= :hi{i}_{days} {extra}")
         # rows whose event time falls between the two as_ofs enter the windows
-        parts.append(f"select user_id from app.{table} where {column} > :prev and {column} <= :as_of {extra}")
+        parts[group].append(f"select user_id from app.{table} where {column} > :prev and {column} <= :as_of {extra}")
     # sessions still running at the previous as_of: their duration grew
-    parts.append("select user_id from app.user_sessions where start_time <= :prev and start_time > :month_ago "
-                 "and (end_time is null or end_time > :prev)")
-    params["month_ago"] = as_of - timedelta(days=fm.WINDOW_DAYS)
-    sql = " union ".join(parts)
-    return set(conn.execute(sa.text(sql), params).scalars())
+    parts["engagement"].append("select user_id from app.user_sessions where start_time <= :prev "
+                               "and start_time > :month_ago and (end_time is null or end_time > :prev)")
+    sql = " union all ".join(
+        f"select '{group}' as feature_group, user_id from ({' union '.join(selects)}) as {group}"
+        for group, selects in parts.items()
+    )
+    found: dict[str, set[int]] = {group: set() for group in GROUP_TABLES}
+    for group, user_id in conn.execute(sa.text(sql), params):
+        found[group].add(int(user_id))
+    return found
 
 
 def _moved_on(carried: pd.DataFrame, hours: float, recent_income: pd.Index) -> pd.DataFrame:
@@ -103,8 +127,27 @@ def _moved_on(carried: pd.DataFrame, hours: float, recent_income: pd.Index) -> p
     return out
 
 
+def _recompute(conn: sa.Connection, features: pd.DataFrame, users: pd.DataFrame, group: str, ids: set[int],
+               as_of: datetime) -> None:
+    """Overwrite the features of `group` of the users `ids` in `features` with values computed as of `as_of`."""
+    if not ids:
+        return
+    q = Reader(conn, ids)
+    index = pd.Index(sorted(ids), dtype="int64")
+    out = pd.DataFrame(index=index)
+    if group == "money":
+        monthly = monthly_features(q, as_of, index)
+        money_features(out, q, as_of, monthly, users.reindex(index))
+        out = pd.concat([monthly[list(DBT_FEATURES)], out], axis=1)
+    elif group == "engagement":
+        engagement_features(out, q, as_of)
+    else:
+        nudge_features(out, q, as_of)
+    features.loc[index, list(out.columns)] = out.astype("float64").to_numpy()
+
+
 def refresh_features(engine: Engine, as_of: datetime, run_id: str, overlap: timedelta = UPDATE_OVERLAP) -> dict:
-    """Stage the snapshot as of `as_of`, recomputing only the users whose features can have changed.
+    """Stage the snapshot as of `as_of`, recomputing only the feature groups of the users that can have changed.
 
     `overlap`: how far before the previous as_of a row's updated_at still marks its user as changed.
     """
@@ -115,42 +158,46 @@ def refresh_features(engine: Engine, as_of: datetime, run_id: str, overlap: time
         reason = _full_reason(previous, as_of)
         if reason is None:
             prev_as_of, _, prev = previous
-            users = pd.Index(read(conn, "select user_id from analytics.stg_app__users where created_at <= :as_of "
-                                        "order by user_id", as_of=as_of).user_id, dtype="int64")
-            dirty = (dirty_users(conn, prev_as_of, as_of, overlap) | set(users.difference(prev.index))) & set(users)
+            everyone = Reader(conn, None)
+            users = read_users(everyone, as_of)
+            new_users = set(users.index.difference(prev.index))
+            dirty = {group: (ids | new_users) & set(users.index)
+                     for group, ids in dirty_users(conn, prev_as_of, as_of, overlap).items()}
+            dirty_seconds = round(time.perf_counter() - started, 2)
             recent_income = pd.Index(read(
                 conn, "select distinct user_id from app.transactions where category = 'income' and amount > 0 "
                       "and occurred_at > :since and occurred_at <= :as_of",
                 since=as_of - timedelta(days=fm.PAYDAY_LOOKBACK_DAYS), as_of=as_of,
             ).user_id)
             hours = (as_of - prev_as_of).total_seconds() / 3600.0
-            carried = _moved_on(prev.reindex(users.difference(pd.Index(sorted(dirty)))), hours, recent_income)
-            goal_features(carried, Reader(conn, None), as_of)
+            features = _moved_on(prev.reindex(users.index), hours, recent_income)[list(FEATURE_NAMES)]
+            for group, ids in dirty.items():
+                _recompute(conn, features, users, group, ids, as_of)
+            goal_features(features, everyone, as_of)
+            profile_features(features, users, as_of)
             for name, value in market_features(conn, as_of).items():
-                carried[name] = value
+                features[name] = value
     if reason is not None:
         result = build_features(engine, as_of, run_id)
         log.info("feature refresh as of %s: full build (%s)", as_of.isoformat(), reason)
         return {**result, "full_reason": reason}
-    dirty_seconds = round(time.perf_counter() - started, 2)
-    if not dirty:
-        fresh = carried.iloc[:0]
-    elif len(dirty) > FILTER_MAX_SHARE * len(users):
-        fresh = compute_features(engine, as_of).reindex(pd.Index(sorted(dirty), dtype="int64"))
-    else:
-        fresh = compute_features(engine, as_of, sorted(dirty))
-    features = pd.concat([fresh, carried[list(FEATURE_NAMES)]]).sort_index().astype("float64")
+    # the same clean-up as compute_features (carried values are clean already)
+    features = features[list(FEATURE_NAMES)].astype("float64").replace([np.inf, -np.inf], np.nan).fillna(DEFAULTS)
+    features.index = features.index.astype("int64")
     relpath = stage(snapshot_table(features, as_of), run_id)
     seconds = round(time.perf_counter() - started, 2)
-    log.info("feature refresh as of %s: %d of %d users recomputed in %.1fs", as_of.isoformat(), len(fresh),
-             len(features), seconds)
+    recomputed = set().union(*dirty.values())
+    by_group = {group: len(ids) for group, ids in dirty.items()}
+    log.info("feature refresh as of %s: %d of %d users recomputed (%s) in %.1fs", as_of.isoformat(),
+             len(recomputed), len(features), by_group, seconds)
     return {
         "rows": len(features),
         "staging_path": relpath,
         "as_of": as_of.isoformat(),
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "mode": "incremental",
-        "users_recomputed": len(fresh),
+        "users_recomputed": len(recomputed),
+        "recomputed_by_group": by_group,
         "previous_as_of": prev_as_of.isoformat(),
         "find_changed_seconds": dirty_seconds,
         "seconds": seconds,

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pandas as pd
-import sqlalchemy as sa
 
 from fincoach.feature_spec import FEATURES
 from pipelines.feature_math import window_bounds
+from pipelines.feature_python import Reader
 
 DBT_FEATURES = tuple(f.name for f in FEATURES if f.source.startswith("dbt:"))
 TREND_HISTORY_DAYS = 60
@@ -35,7 +35,7 @@ history_days as (
         spend_shopping::float8 as spend_shopping
     from analytics.fct_daily_user_financials
     where date_day >= :history_start and date_day < :window_end
-      {user_filter}
+      {users}
 ),
 
 -- the first day of activity is all the mart knows before a window: it starts at the first transaction
@@ -117,8 +117,9 @@ from daily_stats
 """
 
 
-def dbt_features(conn: sa.Connection, as_of: datetime, user_ids: list[int] | None = None) -> pd.DataFrame:
-    """The dbt: features as of `as_of`, indexed by user_id (users without a row in the windows are absent)."""
+def dbt_features(q: Reader, as_of: datetime) -> pd.DataFrame:
+    """The dbt: features as of `as_of` of the users of `q`, indexed by user_id (users without a row in the
+    windows are absent)."""
     start, end = window_bounds(as_of)
     params: dict[str, object] = {
         "history_start": (start - timedelta(days=TREND_HISTORY_DAYS)).date(),
@@ -128,9 +129,5 @@ def dbt_features(conn: sa.Connection, as_of: datetime, user_ids: list[int] | Non
         "velocity_days": float(VELOCITY_DAYS),
         "cap": RATIO_CAP,
     }
-    user_filter = ""
-    if user_ids is not None:
-        user_filter = "and user_id = any(:user_ids)"
-        params["user_ids"] = list(user_ids)
-    frame = pd.read_sql(sa.text(_SQL.format(user_filter=user_filter)), conn, params=params)
+    frame = q(_SQL, **params)
     return frame.set_index("user_id")[list(DBT_FEATURES)]

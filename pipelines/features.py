@@ -25,7 +25,7 @@ from fincoach.db import get_engine
 from fincoach.feature_spec import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURES
 from fincoach.pseudonym import pseudonymise_many
 from pipelines.feature_math import FeatureBuildError, as_utc
-from pipelines.feature_python import python_features, read
+from pipelines.feature_python import Reader, python_features
 from pipelines.feature_sql import DBT_FEATURES, dbt_features
 from pipelines.online_store import real_user_ids, swap_online_store
 from pipelines.snapshots import SNAPSHOT_FILE, snapshot_dir
@@ -56,23 +56,33 @@ def _require_analytics(conn: sa.Connection) -> None:
         )
 
 
-def compute_features(engine: Engine, as_of: datetime, user_ids: list[int] | None = None) -> pd.DataFrame:
-    """Every spec feature as of `as_of` for the users signed up by then (or only `user_ids`), by real user_id."""
+def read_users(q: Reader, as_of: datetime) -> pd.DataFrame:
+    """The app profile of the users of `q` signed up by `as_of`, indexed by user_id."""
+    return q(
+        "select user_id, birth_year, declared_monthly_income::float8 as declared_monthly_income, "
+        "pay_frequency, device_type, risk_tolerance "
+        "from analytics.stg_app__users where created_at <= :as_of {users} order by user_id",
+        as_of=as_of,
+    ).set_index("user_id")
+
+
+def monthly_features(q: Reader, as_of: datetime, index: pd.Index) -> pd.DataFrame:
+    """The dbt: features of the users in `index` (the users of `q`), defaults where they have no rows."""
+    monthly = dbt_features(q, as_of).reindex(index)
+    for name in DBT_FEATURES:
+        monthly[name] = monthly[name].fillna(DEFAULTS[name])
+    return monthly
+
+
+def compute_features(engine: Engine, as_of: datetime) -> pd.DataFrame:
+    """Every spec feature as of `as_of` for the users signed up by then, by real user_id."""
     as_of = as_utc(as_of)
-    user_filter = "" if user_ids is None else "and user_id = any(:user_ids)"
     with engine.connect() as conn:
         _require_analytics(conn)
-        users = read(
-            conn,
-            "select user_id, birth_year, declared_monthly_income::float8 as declared_monthly_income, "
-            "pay_frequency, device_type, risk_tolerance "
-            f"from analytics.stg_app__users where created_at <= :as_of {user_filter} order by user_id",
-            as_of=as_of, **({} if user_ids is None else {"user_ids": list(user_ids)}),
-        ).set_index("user_id")
-        monthly = dbt_features(conn, as_of, user_ids).reindex(users.index)
-        for name in DBT_FEATURES:
-            monthly[name] = monthly[name].fillna(DEFAULTS[name])
-        python = python_features(conn, as_of, users, monthly, user_ids)
+        q = Reader(conn, None)
+        users = read_users(q, as_of)
+        monthly = monthly_features(q, as_of, users.index)
+        python = python_features(q, as_of, users, monthly)
     frame = pd.concat([monthly, python], axis=1)[list(FEATURE_NAMES)].astype("float64")
     frame = frame.replace([np.inf, -np.inf], np.nan).fillna(DEFAULTS)
     frame.index = frame.index.astype("int64")

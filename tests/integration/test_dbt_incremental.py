@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 END = dt.date(2025, 5, 1)
 KEYS = {"fct_transactions": "transaction_id", "fct_daily_user_financials": "user_day_key",
-        "fct_coaching_outcomes": "interaction_id"}
+        "fct_coaching_outcomes": "interaction_id", "fct_sessions": "session_id",
+        "fct_engagement_daily": "user_id, activity_date"}
 
 
 def _copy(conn: sa.Connection, table: str, frame: pd.DataFrame) -> None:
@@ -38,11 +39,14 @@ def _marts(engine: sa.Engine) -> dict[str, pd.DataFrame]:
         }
 
 
-def _arrive(engine: sa.Engine, tx: pd.DataFrame, interactions: pd.DataFrame) -> None:
+def _arrive(engine: sa.Engine, tx: pd.DataFrame, interactions: pd.DataFrame, sessions: pd.DataFrame,
+            events: pd.DataFrame) -> None:
     """New rows reach the app; the backend moves the current balances by the same amounts."""
     with engine.begin() as conn:
         _copy(conn, "transactions", tx)
         _copy(conn, "coaching_interactions", interactions)
+        _copy(conn, "user_sessions", sessions)
+        _copy(conn, "user_events", events)
         for account_id, amount in tx.groupby("account_id").amount.sum().items():
             conn.execute(sa.text("update app.accounts set current_balance = current_balance + :a where account_id = :i"),
                          {"a": float(amount), "i": int(account_id)})
@@ -51,6 +55,7 @@ def _arrive(engine: sa.Engine, tx: pd.DataFrame, interactions: pd.DataFrame) -> 
 def test_incremental_runs_with_late_rows_equal_a_full_refresh(clean_db):
     frames = generate(60, 45, 21, END)
     tx, ci = frames["transactions"], frames["coaching_interactions"]
+    us, ev = frames["user_sessions"], frames["user_events"]
     t1, t2 = pd.Timestamp(END - dt.timedelta(days=12), tz="UTC"), pd.Timestamp(END - dt.timedelta(days=5), tz="UTC")
     late = (tx.occurred_at >= t1 - pd.Timedelta(days=2)) & (tx.occurred_at < t1) & (tx.index % 5 == 0)
     first = (tx.occurred_at < t1) & ~late
@@ -62,15 +67,20 @@ def test_incremental_runs_with_late_rows_equal_a_full_refresh(clean_db):
     with clean_db.begin() as conn:
         _copy(conn, "users", frames["users"])
         _copy(conn, "accounts", accounts)
-    _arrive(clean_db, tx[first], ci[ci.served_at < t1])
+    # events arrive with their sessions, and some late: after the session row, in the next run
+    late_ev = (ev["timestamp"] >= t1 - pd.Timedelta(days=1)) & (ev["timestamp"] < t1) & (ev.index % 4 == 0)
+    _arrive(clean_db, tx[first], ci[ci.served_at < t1], us[us.start_time < t1], ev[(ev["timestamp"] < t1) & ~late_ev])
     assert build_analytics("inc-0", full_refresh=True)["tests_failed"] == 0
 
-    _arrive(clean_db, tx[second], ci[(ci.served_at >= t1) & (ci.served_at < t2)])
+    _arrive(clean_db, tx[second], ci[(ci.served_at >= t1) & (ci.served_at < t2)],
+            us[(us.start_time >= t1) & (us.start_time < t2)], ev[((ev["timestamp"] >= t1) & (ev["timestamp"] < t2)) | late_ev])
     with clean_db.begin() as conn:  # a response arrives late for an old nudge: its row changes
         conn.execute(sa.text("update app.coaching_interactions set response = 'accepted' "
                              "where id = (select min(id) from app.coaching_interactions where response is null)"))
+        conn.execute(sa.text("update app.user_sessions set actions_count = actions_count + 1 "  # an old session grows
+                             "where id = (select min(id) from app.user_sessions)"))
     run1 = build_analytics("inc-1")
-    _arrive(clean_db, tx[third], ci[ci.served_at >= t2])
+    _arrive(clean_db, tx[third], ci[ci.served_at >= t2], us[us.start_time >= t2], ev[ev["timestamp"] >= t2])
     run2 = build_analytics("inc-2")
     for run in (run1, run2):
         assert run["full_refresh"] is False and "refreshed_after_drift" not in run
@@ -80,7 +90,9 @@ def test_incremental_runs_with_late_rows_equal_a_full_refresh(clean_db):
     build_analytics("inc-full", full_refresh=True)
     full = _marts(clean_db)
     for mart in INCREMENTAL_MARTS:
-        pd.testing.assert_frame_equal(incremental[mart], full[mart], check_exact=True, obj=mart)
+        # session seconds are double precision: summed in another order, equal up to rounding
+        exact = mart != "fct_engagement_daily"
+        pd.testing.assert_frame_equal(incremental[mart], full[mart], check_exact=exact, rtol=1e-12, obj=mart)
 
 
 def test_every_app_table_feeds_a_staging_model():
@@ -88,3 +100,34 @@ def test_every_app_table_feeds_a_staging_model():
 
     staged = {p.stem.removeprefix("stg_app__") for p in (DBT_PROJECT_DIR / "models" / "staging").glob("stg_app__*.sql")}
     assert set(TABLES) | {"market_conditions"} == staged
+
+
+def test_hourly_build_tests_only_the_recent_rows(clean_db):
+    """recent_tests: a bad row written long ago is left to the full tests; a new bad row fails the hourly build."""
+    from pipelines.analytics_build import AnalyticsBuildError
+    from pipelines.seed import seed
+
+    seed(clean_db, users=20, days=14, seed=4)
+
+    def untouched(sql: str) -> None:  # a change that keeps the rows' updated_at (as if made back then)
+        with clean_db.begin() as conn:
+            conn.execute(sa.text("alter table app.transactions disable trigger touch_updated_at"))
+            conn.execute(sa.text(sql))
+            conn.execute(sa.text("alter table app.transactions enable trigger touch_updated_at"))
+
+    untouched("update app.transactions set updated_at = occurred_at")  # a history written over time
+    build_analytics("recent-0", full_refresh=True)
+    untouched("update app.transactions set category = 'crypto' "  # one row that went bad back then
+              "where transaction_id = (select min(transaction_id) from app.transactions)")
+
+    hourly = build_analytics("recent-1", recent_tests=True)
+    assert hourly["recent_tests"] and "refreshed_after_drift" not in hourly
+    with pytest.raises(AnalyticsBuildError, match="accepted_values_stg_app__transactions_category"):
+        build_analytics("recent-full-tests")
+
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("insert into app.transactions (user_id, account_id, amount, category, is_impulse, "
+                             "occurred_at) select user_id, account_id, -5, 'crypto', false, now() "
+                             "from app.accounts order by account_id limit 1"))
+    with pytest.raises(AnalyticsBuildError, match="accepted_values_stg_app__transactions_category"):
+        build_analytics("recent-2", recent_tests=True)

@@ -1,9 +1,16 @@
+{# post_hook analyze: fresh statistics, so the next run plans its recent-rows filters as index scans #}
 {{
     config(
         materialized='incremental',
         unique_key='interaction_id',
         incremental_strategy='delete+insert',
-        indexes=[{'columns': ['served_day']}, {'columns': ['user_id']}],
+        post_hook='analyze {{ this }}',
+        indexes=[
+            {'columns': ['interaction_id'], 'unique': True},
+            {'columns': ['served_day']},
+            {'columns': ['user_id']},
+            {'columns': ['updated_at']},
+        ],
     )
 }}
 

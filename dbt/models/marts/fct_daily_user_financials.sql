@@ -1,9 +1,12 @@
+{# post_hook analyze: fresh statistics, so the next run plans its recent-rows filters as index scans #}
 {{
     config(
         materialized='incremental',
         unique_key='user_day_key',
         incremental_strategy='delete+insert',
+        post_hook='analyze {{ this }}',
         indexes=[
+            {'columns': ['user_day_key'], 'unique': True},
             {'columns': ['user_id', 'date_day'], 'unique': True},
             {'columns': ['date_day']},
         ],
@@ -12,7 +15,9 @@
 
 with
 
-daily_flows as (
+-- An incremental run reads this view twice with different day filters: not materialised, each read
+-- aggregates only its own days (through fct_transactions' date_day index), not the whole history.
+daily_flows as {% if is_incremental() %}not materialized {% endif %}(
     select * from {{ ref('int_transactions__daily_flows') }}
 ),
 
@@ -35,14 +40,21 @@ recent_users as (
     group by daily_flows.user_id
 ),
 
+-- Two index probes per user with new rows (the unique user_id, date_day index), not a scan of the mart.
 previous_spans as (
     select
-        user_id,
-        min(date_day) as previous_first_day,
-        max(date_day) as previous_last_day
-    from {{ this }}
-    where user_id in (select user_id from recent_users)
-    group by user_id
+        recent_users.user_id,
+        spans.previous_first_day,
+        spans.previous_last_day
+    from recent_users
+    cross join lateral (
+        select
+            min(loaded.date_day) as previous_first_day,
+            max(loaded.date_day) as previous_last_day
+        from {{ this }} as loaded
+        where loaded.user_id = recent_users.user_id
+    ) as spans
+    where spans.previous_last_day is not null
 ),
 
 -- First day rebuilt per user with new rows: the cutoff, or the day after their previous last day (the

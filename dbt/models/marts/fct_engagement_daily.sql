@@ -1,3 +1,18 @@
+{# post_hook analyze: fresh statistics, so the next run plans its recent-rows filters as index scans #}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['user_id', 'activity_date'],
+        incremental_strategy='delete+insert',
+        post_hook='analyze {{ this }}',
+        indexes=[
+            {'columns': ['user_id', 'activity_date'], 'unique': True},
+            {'columns': ['activity_date']},
+            {'columns': ['updated_at']},
+        ],
+    )
+}}
+
 with
 
 sessions as (
@@ -8,6 +23,58 @@ events as (
     select * from {{ ref('stg_app__user_events') }}
 ),
 
+{% if is_incremental() %}
+
+-- User-days with a session or an event changed within the lookback of the newest change loaded.
+changed_days as (
+    select
+        user_id,
+        session_date as activity_date
+    from sessions
+    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp') }}
+    union
+    select
+        user_id,
+        (event_at at time zone 'UTC')::date as activity_date
+    from events
+    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp') }}
+),
+
+first_changed_day as (
+    select min(activity_date) as activity_date from changed_days
+),
+
+-- the day bound lets the reads use the (user_id, day) indexes of fct_sessions and app.user_events
+scoped_sessions as (
+    select sessions.*
+    from sessions
+    inner join changed_days
+        on sessions.user_id = changed_days.user_id
+        and sessions.session_date = changed_days.activity_date
+    where sessions.session_date >= (select activity_date from first_changed_day)
+),
+
+scoped_events as (
+    select events.*
+    from events
+    inner join changed_days
+        on events.user_id = changed_days.user_id
+        and (events.event_at at time zone 'UTC')::date = changed_days.activity_date
+    where events.event_at >= (select activity_date from first_changed_day)::timestamp at time zone 'UTC'
+),
+
+{% else %}
+
+scoped_sessions as (
+    select * from sessions
+),
+
+scoped_events as (
+    select * from events
+),
+
+{% endif %}
+
 daily_sessions as (
     select
         user_id,
@@ -15,8 +82,9 @@ daily_sessions as (
         count(*) as sessions_count,
         coalesce(sum(duration_seconds), 0) as total_session_seconds,
         avg(duration_seconds) as avg_session_seconds,
-        sum(actions_count) as session_actions_count
-    from sessions
+        sum(actions_count) as session_actions_count,
+        max(updated_at) as updated_at
+    from scoped_sessions
     group by user_id, session_date
 ),
 
@@ -28,8 +96,9 @@ event_features as (
         case
             when event_data ->> 'page' is not null then 'page:' || (event_data ->> 'page')
             else 'event:' || event_type
-        end as feature
-    from events
+        end as feature,
+        updated_at
+    from scoped_events
 ),
 
 daily_events as (
@@ -38,7 +107,8 @@ daily_events as (
         activity_date,
         count(*) as events_count,
         count(distinct feature) as features_used,
-        count(*) filter (where event_type = 'nudge_view') as nudges_viewed
+        count(*) filter (where event_type = 'nudge_view') as nudges_viewed,
+        max(updated_at) as updated_at
     from event_features
     group by user_id, activity_date
 ),
@@ -53,7 +123,8 @@ final as (
         coalesce(daily_sessions.session_actions_count, 0) as session_actions_count,
         coalesce(daily_events.events_count, 0) as events_count,
         coalesce(daily_events.features_used, 0) as features_used,
-        coalesce(daily_events.nudges_viewed, 0) as nudges_viewed
+        coalesce(daily_events.nudges_viewed, 0) as nudges_viewed,
+        greatest(daily_sessions.updated_at, daily_events.updated_at) as updated_at
     from daily_sessions
     full outer join daily_events
         on daily_sessions.user_id = daily_events.user_id

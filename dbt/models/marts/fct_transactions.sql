@@ -1,9 +1,12 @@
+{# post_hook analyze: fresh statistics, so the next run plans its recent-rows filters as index scans #}
 {{
     config(
         materialized='incremental',
         unique_key='transaction_id',
         incremental_strategy='delete+insert',
+        post_hook='analyze {{ this }}',
         indexes=[
+            {'columns': ['transaction_id'], 'unique': True},
             {'columns': ['user_id', 'date_day']},
             {'columns': ['date_day']},
             {'columns': ['updated_at']},
