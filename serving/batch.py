@@ -7,7 +7,14 @@ the user's features. Each row carries the probability that the same epsilon-gree
 that action, so off-policy evaluation can use any rank. Exploration draws come from a generator seeded by
 the run id, and the nudge cap counts only nudges served before `generated_at` by other runs: a rerun of a
 run writes the same rows. The lake copy holds pseudonyms instead of user ids.
-"""
+
+Writing, in one transaction (the new set, the swap and the log commit together or not at all): the rows are
+COPYed (frozen) into serving.recommendations_next, a new index-free table created in the transaction like
+serving.recommendations with its grants; rank 1 is logged as served; the primary key is built; then the
+live table is dropped and the new one renamed into its place. Readers see the old set until the commit and
+the new one after, never a mix; a run takes its turn behind another (advisory lock). The swap needs the
+writing role to own serving.recommendations, and refuses a table that has gained an index or trigger.
+
 
 from __future__ import annotations
 
@@ -102,8 +109,6 @@ _UNSUPPORTED = sa.text(
 )
 _SWAP = (
     f"alter table {NEXT} add constraint recommendations_next_pkey primary key (user_id, rank)",
-    # Readers wait here for the few milliseconds to the commit, then read the new table; never a half set.
-    f"lock table {TABLE} in access exclusive mode",
     f"drop table {TABLE}",
     f"alter table {NEXT} rename to recommendations",
     "alter index serving.recommendations_next_pkey rename to recommendations_pkey",
@@ -120,7 +125,9 @@ _LOG_SERVED = sa.text(_LOG_COLUMNS + "where s.rank = 1")
 _LOG_SERVED_AGAIN = sa.text(
     _LOG_COLUMNS + "join app.users u on u.user_id = s.user_id where s.rank = 1 on conflict (request_id) do nothing"
 )
-_UNIQUE_VIOLATION, _FOREIGN_KEY_VIOLATION = "23505", "23503"
+_UNIQUE_VIOLATION, _FOREIGN_KEY_VIOLATION, _LOCK_NOT_AVAILABLE = "23505", "23503", "55P03"
+# One try at the swap lock: a session reading the table meanwhile waits at most this long behind it.
+_LOCK_TRY_MS = 200
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_.:+-]+")
 
@@ -203,7 +210,9 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
         with _timed(phases, "log"):
             logged = _log_served(writer)
         with _timed(phases, "swap"):
-            for statement in _SWAP:
+            writer.execute(sa.text(_SWAP[0]))  # the primary key, built while readers still read the old set
+            _lock_live_table(writer, s.recommendations_swap_wait_seconds)
+            for statement in _SWAP[1:]:
                 writer.execute(sa.text(statement))
         with _timed(phases, "commit"):
             writer.commit()
@@ -344,6 +353,30 @@ def _copy(conn: sa.Connection, csv: bytes) -> None:
     raw = conn.connection.driver_connection
     with raw.cursor() as cur, cur.copy(f"copy {NEXT} ({COLUMNS}) from stdin with (format csv, freeze)") as copy:
         copy.write(csv)
+
+
+def _lock_live_table(conn: sa.Connection, wait_seconds: float) -> None:
+    """Lock serving.recommendations for the swap, in short tries so that a long reader stalls no one else.
+
+    Readers then wait only for the milliseconds to the commit, and read the new table: never a half set.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.text("select set_config('lock_timeout', :t, true)"), {"t": f"{_LOCK_TRY_MS}ms"})
+                conn.execute(sa.text(f"lock table {TABLE} in access exclusive mode"))
+            return
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise
+            if time.monotonic() >= deadline:
+                raise BatchScoringError(
+                    f"{TABLE} stayed in use by other sessions for {wait_seconds:g} s (see pg_locks); end them or "
+                    "raise FINCOACH_RECOMMENDATIONS_SWAP_WAIT_SECONDS and rerun. serving.recommendations is "
+                    "unchanged."
+                ) from exc
+        time.sleep(_LOCK_TRY_MS / 1000)
 
 
 def _log_served(conn: sa.Connection) -> int:

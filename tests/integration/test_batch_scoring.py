@@ -347,6 +347,44 @@ def test_the_swapped_in_table_keeps_the_grants_and_refuses_an_index_it_would_los
             conn.execute(sa.text("revoke select on serving.recommendations from public"))
 
 
+def test_a_swap_blocked_by_a_long_reader_gives_up_and_leaves_the_previous_set(clean_db, masked_lover, monkeypatch):
+    import threading
+    import time
+
+    _insert(clean_db, _population(20))
+    score_all_users("run-11a", GENERATED_AT, loaded=masked_lover)
+    before = _table(clean_db)
+    monkeypatch.setenv("FINCOACH_RECOMMENDATIONS_SWAP_WAIT_SECONDS", "3")
+    reload_settings()
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            score_all_users("run-11b", GENERATED_AT, loaded=masked_lover)
+        except BatchScoringError as exc:
+            errors.append(exc)
+
+    slowest = 0.0
+    try:
+        with clean_db.connect() as long_reader, clean_db.connect() as reader:
+            long_reader.execute(sa.text("select count(*) from serving.recommendations"))  # holds it, never ends
+            swap = threading.Thread(target=run)
+            swap.start()
+            while swap.is_alive():  # other readers are held up by one short try at a time, never by the wait
+                started = time.perf_counter()
+                reader.execute(sa.text("select count(*) from serving.recommendations"))
+                reader.commit()
+                slowest = max(slowest, time.perf_counter() - started)
+            swap.join()
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+
+    assert len(errors) == 1 and "stayed in use" in str(errors[0])
+    assert slowest < 2
+    assert _table(clean_db) == before
+
+
 def test_a_run_id_that_cannot_name_a_lake_file_is_refused(engine):
     with pytest.raises(ValueError, match="run_id"):
         score_all_users("../escape", GENERATED_AT)
