@@ -14,6 +14,7 @@ serving.recommendations with its grants; rank 1 is logged as served; the primary
 live table is dropped and the new one renamed into its place. Readers see the old set until the commit and
 the new one after, never a mix; a run takes its turn behind another (advisory lock). The swap needs the
 writing role to own serving.recommendations, and refuses a table that has gained an index or trigger.
+"""
 
 
 from __future__ import annotations
