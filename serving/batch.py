@@ -16,7 +16,6 @@ the new one after, never a mix; a run takes its turn behind another (advisory lo
 writing role to own serving.recommendations, and refuses a table that has gained an index or trigger.
 """
 
-
 from __future__ import annotations
 
 import hashlib
