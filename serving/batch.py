@@ -107,8 +107,8 @@ _UNSUPPORTED = sa.text(
     f"select (select count(*) from pg_index where indrelid = '{TABLE}'::regclass and not indisprimary) "
     f"+ (select count(*) from pg_trigger where tgrelid = '{TABLE}'::regclass and not tgisinternal)"
 )
+_PRIMARY_KEY = f"alter table {NEXT} add constraint recommendations_next_pkey primary key (user_id, rank)"
 _SWAP = (
-    f"alter table {NEXT} add constraint recommendations_next_pkey primary key (user_id, rank)",
     f"drop table {TABLE}",
     f"alter table {NEXT} rename to recommendations",
     "alter index serving.recommendations_next_pkey rename to recommendations_pkey",
@@ -210,9 +210,9 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
         with _timed(phases, "log"):
             logged = _log_served(writer)
         with _timed(phases, "swap"):
-            writer.execute(sa.text(_SWAP[0]))  # the primary key, built while readers still read the old set
+            writer.execute(sa.text(_PRIMARY_KEY))  # built while readers still read the old set
             _lock_live_table(writer, s.recommendations_swap_wait_seconds)
-            for statement in _SWAP[1:]:
+            for statement in _SWAP:
                 writer.execute(sa.text(statement))
         with _timed(phases, "commit"):
             writer.commit()
