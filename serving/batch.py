@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
@@ -125,6 +126,10 @@ _LOG_SERVED = sa.text(_LOG_COLUMNS + "where s.rank = 1")
 _LOG_SERVED_AGAIN = sa.text(
     _LOG_COLUMNS + "join app.users u on u.user_id = s.user_id where s.rank = 1 on conflict (request_id) do nothing"
 )
+_DROP_ERASED = sa.text(
+    f"delete from {NEXT} s where not exists (select 1 from app.users u where u.user_id = s.user_id) "
+    "returning s.user_id"
+)
 _UNIQUE_VIOLATION, _FOREIGN_KEY_VIOLATION, _LOCK_NOT_AVAILABLE = "23505", "23503", "55P03"
 # One try at the swap lock: a session reading the table meanwhile waits at most this long behind it.
 _LOCK_TRY_MS = 200
@@ -208,7 +213,12 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
                 "serving.recommendations is unchanged."
             )
         with _timed(phases, "log"):
-            logged = _log_served(writer)
+            logged, erased = _log_served(writer)
+        if erased:  # users erased since they were read: no rows of theirs are swapped in or written to the lake
+            scored_users -= len(erased)
+            unscored["erased_during_run"] += len(erased)
+            gone = pa.array(pseudonymise_many(sorted(erased)), pa.string())
+            tables = [t.filter(pc.invert(pc.is_in(t.column("user_pseudonym"), gone))) for t in tables]
         with _timed(phases, "swap"):
             writer.execute(sa.text(_PRIMARY_KEY))  # built while readers still read the old set
             _lock_live_table(writer, s.recommendations_swap_wait_seconds)
@@ -379,15 +389,21 @@ def _lock_live_table(conn: sa.Connection, wait_seconds: float) -> None:
         time.sleep(_LOCK_TRY_MS / 1000)
 
 
-def _log_served(conn: sa.Connection) -> int:
-    """Log every rank-1 row as served in app.coaching_interactions; rows logged (0 for a rerun)."""
+def _log_served(conn: sa.Connection) -> tuple[int, set[int]]:
+    """Log every rank-1 row as served in app.coaching_interactions: (rows logged, 0 for a rerun; users erased).
+
+    The plain insert's foreign-key checks lock each served user against deletion until the commit, so when
+    it succeeds no user of the new set can be erased before the swap commits. When it fails (a rerun, or a
+    user erased since the read), the rows of users no longer in app.users are deleted from the new set.
+    """
     try:
         with conn.begin_nested():
-            return conn.execute(_LOG_SERVED).rowcount
+            return conn.execute(_LOG_SERVED).rowcount, set()
     except sa.exc.IntegrityError as exc:
         if getattr(exc.orig, "sqlstate", None) not in (_UNIQUE_VIOLATION, _FOREIGN_KEY_VIOLATION):
             raise
-    return conn.execute(_LOG_SERVED_AGAIN).rowcount
+    erased = {row[0] for row in conn.execute(_DROP_ERASED)}
+    return conn.execute(_LOG_SERVED_AGAIN).rowcount, erased
 
 
 def _catalog_amounts(action_ids: np.ndarray, amounts: np.ndarray) -> bool:

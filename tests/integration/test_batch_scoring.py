@@ -290,8 +290,15 @@ def test_a_user_erased_while_the_run_scores_is_left_out_of_the_log_without_faili
 
     result = score_all_users("run-9", GENERATED_AT, loaded=LoadedPolicy(ErasesUserOne(), "champion", "erases/1"))
 
-    assert result["users"] == 40 and result["interactions_logged"] == 39
+    assert result["users"] == 39 and result["interactions_logged"] == 39
+    assert result["unscored"] == {"erased_during_run": 1}
     assert {r["user_id"] for r in _interactions(clean_db)} == set(range(2, 41))
+    with clean_db.connect() as conn:  # nothing of the erased user is swapped in, nor written to the lake
+        assert conn.execute(sa.text("select count(*) from serving.recommendations where user_id = 1")).scalar() == 0
+        assert conn.execute(sa.text("select count(distinct user_id) from serving.recommendations")).scalar() == 39
+    lake_rows = lake.read_table(f"recommendations/dt={GENERATED_AT:%Y-%m-%d}/run-9.parquet")
+    assert pseudonymise(1) not in set(lake_rows.column("user_pseudonym").to_pylist())
+    assert lake_rows.num_rows == result["rows"]
 
 
 def test_two_runs_at_once_take_turns_and_readers_only_ever_see_one_whole_set(clean_db, masked_lover):
