@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     recommendation_ttl_hours: int = 48
     # How many recommendations are kept per user.
     recommendations_per_user: int = 3
+    # How long batch scoring's swap waits for sessions still reading serving.recommendations before it
+    # gives up and leaves the previous set in place (it tries in short steps, so other readers never stall).
+    recommendations_swap_wait_seconds: float = 60.0
     # Share of traffic on which the served policy explores uniformly (gives every action a propensity > 0).
     serving_epsilon: float = 0.05
     # API keys accepted by the HTTP services (ingestion API, scorer), comma-separated. Unset: auth is off

@@ -7,6 +7,13 @@ the user's features. Each row carries the probability that the same epsilon-gree
 that action, so off-policy evaluation can use any rank. Exploration draws come from a generator seeded by
 the run id, and the nudge cap counts only nudges served before `generated_at` by other runs: a rerun of a
 run writes the same rows. The lake copy holds pseudonyms instead of user ids.
+
+Writing, in one transaction (the new set, the swap and the log commit together or not at all): the rows are
+COPYed (frozen) into serving.recommendations_next, a new index-free table created in the transaction like
+serving.recommendations with its grants; rank 1 is logged as served; the primary key is built; then the
+live table is dropped and the new one renamed into its place. Readers see the old set until the commit and
+the new one after, never a mix; a run takes its turn behind another (advisory lock). The swap needs the
+writing role to own serving.recommendations, and refuses a table that has gained an index or trigger.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
@@ -48,7 +56,9 @@ log = logging.getLogger(__name__)
 
 # Users read, scored and copied per round trip: bounds memory whatever the number of users.
 CHUNK_ROWS = 10_000
-STAGING = "recommendations_staging"  # a temporary table, private to the writing session
+TABLE = "serving.recommendations"
+NEXT = "serving.recommendations_next"  # the new set, created in the writing transaction: no one else sees it
+_SWAP_LOCK = 7_341_007  # advisory lock: two runs take turns, the second reads after the first committed
 
 SCHEMA = pa.schema(
     [
@@ -81,20 +91,48 @@ _PARAMETERS_JSON = np.array(
     dtype=object,
 )
 
-_SWAP = [
-    # Self-conflicting, yet compatible with plain reads: two swaps queue, the backend keeps reading.
-    "lock table serving.recommendations in share row exclusive mode",
-    "delete from serving.recommendations",
-    f"insert into serving.recommendations ({COLUMNS}) select {COLUMNS} from {STAGING}",
-]
-_LOG_SERVED = sa.text(
+_CREATE_NEXT = (
+    # No indexes while loading: COPY runs at full speed and the primary key is built once, by sorting.
+    f"create table {NEXT} (like {TABLE} including all excluding indexes)",
+    # Carry the grants over: the new table replaces the old one for every reader.
+    f"""do $$ declare g record; begin
+        for g in select a.privilege_type, a.grantee from pg_class c, aclexplode(c.relacl) a
+                 where c.oid = '{TABLE}'::regclass and a.grantee <> c.relowner loop
+            execute 'grant ' || g.privilege_type || ' on {NEXT} to '
+                    || case when g.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(g.grantee)) end;
+        end loop; end $$""",
+)
+# The rename swap keeps only what _CREATE_NEXT recreates: refuse (before anything is replaced) a table that
+# has gained an index or a trigger since; a view or foreign key on it makes the drop below fail instead.
+_UNSUPPORTED = sa.text(
+    f"select (select count(*) from pg_index where indrelid = '{TABLE}'::regclass and not indisprimary) "
+    f"+ (select count(*) from pg_trigger where tgrelid = '{TABLE}'::regclass and not tgisinternal)"
+)
+_PRIMARY_KEY = f"alter table {NEXT} add constraint recommendations_next_pkey primary key (user_id, rank)"
+_SWAP = (
+    f"drop table {TABLE}",
+    f"alter table {NEXT} rename to recommendations",
+    "alter index serving.recommendations_next_pkey rename to recommendations_pkey",
+)
+_LOG_COLUMNS = (
     "insert into app.coaching_interactions "
     "(request_id, user_id, action_id, action_type, propensity, model_version, source, served_at) "
     "select 'batch:' || s.run_id || ':' || s.user_id, s.user_id, s.action_id, s.action_type, s.propensity, "
-    "s.model_version, 'batch', s.generated_at "
-    f"from {STAGING} s join app.users u on u.user_id = s.user_id where s.rank = 1 "
-    "on conflict (request_id) do nothing"
+    f"s.model_version, 'batch', s.generated_at from {NEXT} s "
 )
+# The first run of a run_id with every user still in app.users: a plain insert.
+_LOG_SERVED = sa.text(_LOG_COLUMNS + "where s.rank = 1")
+# A rerun (its rows are there already) or users erased since they were read: skip those rows.
+_LOG_SERVED_AGAIN = sa.text(
+    _LOG_COLUMNS + "join app.users u on u.user_id = s.user_id where s.rank = 1 on conflict (request_id) do nothing"
+)
+_DROP_ERASED = sa.text(
+    f"delete from {NEXT} s where not exists (select 1 from app.users u where u.user_id = s.user_id) "
+    "returning s.user_id"
+)
+_UNIQUE_VIOLATION, _FOREIGN_KEY_VIOLATION, _LOCK_NOT_AVAILABLE = "23505", "23503", "55P03"
+# One try at the swap lock: a session reading the table meanwhile waits at most this long behind it.
+_LOCK_TRY_MS = 200
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_.:+-]+")
 
@@ -130,17 +168,20 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
     unscored: Counter[str] = Counter()
     read_users = scored_users = imputed_users = 0
     with engine.connect() as writer:
-        # One transaction on `writer`: staging, swap and log commit together or not at all.
-        writer.execute(
-            # No indexes: COPY runs at full speed, and the swap into the real table checks the primary key.
-            sa.text(f"create temp table {STAGING} (like serving.recommendations including defaults including "
-                    "constraints) on commit drop")
-        )
+        # One transaction on `writer`: the new set, the swap and the log commit together or not at all.
+        writer.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": _SWAP_LOCK})
+        if writer.execute(_UNSUPPORTED).scalar_one():
+            raise BatchScoringError(
+                f"{TABLE} has an index or trigger besides its primary key, which the rename swap would drop; "
+                "add it to serving.batch._SWAP first. serving.recommendations is unchanged."
+            )
+        for statement in _CREATE_NEXT:
+            writer.execute(sa.text(statement))
         chunks = user_chunks(generated_at - timedelta(hours=s.nudge_cap_window_hours), generated_at,
                              f"batch:{run_id}:", CHUNK_ROWS)
 
-        def scored() -> Iterator[tuple[int, _Chunk, pa.Table]]:
-            # In a thread: reading and scoring the next chunk overlap the COPY of this one.
+        def scored() -> Iterator[tuple[int, _Chunk, bytes, pa.Table]]:
+            # In a thread: reading, scoring and formatting the next chunk overlap the COPY of this one.
             while True:
                 with _timed(phases, "read"):
                     frame = next(chunks, None)
@@ -148,18 +189,20 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
                     return
                 with _timed(phases, "score"):
                     chunk = _score_chunk(frame, loaded, k, epsilon, rng, run_id, generated_at, expires_at)
+                with _timed(phases, "format"):
+                    csv = _csv(chunk.rows)
                 with _timed(phases, "pseudonymise"):
                     lake_rows = _for_lake(chunk.rows)
-                yield len(frame), chunk, lake_rows
+                yield len(frame), chunk, csv, lake_rows
 
-        for n_read, chunk, lake_rows in prefetch(scored()):
+        for n_read, chunk, csv, lake_rows in prefetch(scored()):
             read_users += n_read
             unscored.update(chunk.unscored)
             imputed_users += chunk.imputed_users
             scored_users += chunk.users
             if chunk.rows.num_rows:
                 with _timed(phases, "copy"):
-                    _copy(writer, chunk.rows)
+                    _copy(writer, csv)
                 tables.append(lake_rows)
             log.info("batch %s: %d users read, %d scored, %d unscored", run_id, read_users, scored_users,
                      sum(unscored.values()))
@@ -169,11 +212,18 @@ def score_all_users(run_id: str, generated_at: datetime, *, loaded: LoadedPolicy
                 f"({dict(unscored)}); rebuild the features with spec {FEATURE_SPEC_VERSION} and rerun. "
                 "serving.recommendations is unchanged."
             )
+        with _timed(phases, "log"):
+            logged, erased = _log_served(writer)
+        if erased:  # users erased since they were read: no rows of theirs are swapped in or written to the lake
+            scored_users -= len(erased)
+            unscored["erased_during_run"] += len(erased)
+            gone = pa.array(pseudonymise_many(sorted(erased)), pa.string())
+            tables = [t.filter(pc.invert(pc.is_in(t.column("user_pseudonym"), gone))) for t in tables]
         with _timed(phases, "swap"):
+            writer.execute(sa.text(_PRIMARY_KEY))  # built while readers still read the old set
+            _lock_live_table(writer, s.recommendations_swap_wait_seconds)
             for statement in _SWAP:
                 writer.execute(sa.text(statement))
-        with _timed(phases, "log"):
-            logged = writer.execute(_LOG_SERVED).rowcount
         with _timed(phases, "commit"):
             writer.commit()
 
@@ -297,17 +347,63 @@ def _score_chunk(
     return _Chunk(table, users=n, unscored=+unscored, imputed_users=imputed)
 
 
-def _copy(conn: sa.Connection, table: pa.Table) -> None:
-    """COPY a chunk into the staging table (CSV written by Arrow; parameters as JSON text for jsonb)."""
+def _csv(table: pa.Table) -> bytes:
+    """A chunk's rows as CSV for COPY (written by Arrow; parameters as JSON text for jsonb)."""
     csv_table = table.set_column(SCHEMA.get_field_index("parameters"), "parameters", _parameters_json(table))
     for name in ("generated_at", "expires_at"):  # one time per run: format it once, not per row
         stamp = table.column(name)[0].as_py().isoformat() if table.num_rows else ""
         csv_table = csv_table.set_column(SCHEMA.get_field_index(name), name, pa.repeat(stamp, table.num_rows))
     buf = io.BytesIO()
     pa_csv.write_csv(csv_table, buf, pa_csv.WriteOptions(include_header=False))
+    return buf.getvalue()
+
+
+def _copy(conn: sa.Connection, csv: bytes) -> None:
+    """COPY a chunk into the new table, frozen (it was created in this transaction: no later hint-bit writes)."""
     raw = conn.connection.driver_connection
-    with raw.cursor() as cur, cur.copy(f"copy {STAGING} ({COLUMNS}) from stdin with (format csv)") as copy:
-        copy.write(buf.getbuffer())
+    with raw.cursor() as cur, cur.copy(f"copy {NEXT} ({COLUMNS}) from stdin with (format csv, freeze)") as copy:
+        copy.write(csv)
+
+
+def _lock_live_table(conn: sa.Connection, wait_seconds: float) -> None:
+    """Lock serving.recommendations for the swap, in short tries so that a long reader stalls no one else.
+
+    Readers then wait only for the milliseconds to the commit, and read the new table: never a half set.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.text("select set_config('lock_timeout', :t, true)"), {"t": f"{_LOCK_TRY_MS}ms"})
+                conn.execute(sa.text(f"lock table {TABLE} in access exclusive mode"))
+            return
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise
+            if time.monotonic() >= deadline:
+                raise BatchScoringError(
+                    f"{TABLE} stayed in use by other sessions for {wait_seconds:g} s (see pg_locks); end them or "
+                    "raise FINCOACH_RECOMMENDATIONS_SWAP_WAIT_SECONDS and rerun. serving.recommendations is "
+                    "unchanged."
+                ) from exc
+        time.sleep(_LOCK_TRY_MS / 1000)
+
+
+def _log_served(conn: sa.Connection) -> tuple[int, set[int]]:
+    """Log every rank-1 row as served in app.coaching_interactions: (rows logged, 0 for a rerun; users erased).
+
+    The plain insert's foreign-key checks lock each served user against deletion until the commit, so when
+    it succeeds no user of the new set can be erased before the swap commits. When it fails (a rerun, or a
+    user erased since the read), the rows of users no longer in app.users are deleted from the new set.
+    """
+    try:
+        with conn.begin_nested():
+            return conn.execute(_LOG_SERVED).rowcount, set()
+    except sa.exc.IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) not in (_UNIQUE_VIOLATION, _FOREIGN_KEY_VIOLATION):
+            raise
+    erased = {row[0] for row in conn.execute(_DROP_ERASED)}
+    return conn.execute(_LOG_SERVED_AGAIN).rowcount, erased
 
 
 def _catalog_amounts(action_ids: np.ndarray, amounts: np.ndarray) -> bool:

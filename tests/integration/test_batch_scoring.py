@@ -277,6 +277,121 @@ def test_when_no_user_can_be_scored_the_previous_set_stays(clean_db, masked_love
     assert _table(clean_db) == before
 
 
+def test_a_user_erased_while_the_run_scores_is_left_out_of_the_log_without_failing_it(clean_db, masked_lover):
+    _insert(clean_db, _population(40))
+
+    class ErasesUserOne(Policy):
+        version = "erases/1"
+
+        def action_scores(self, raw):  # after the users were read, before the log is written
+            with clean_db.begin() as conn:
+                conn.execute(sa.text("delete from app.users where user_id = 1"))
+            return masked_lover.policy.action_scores(raw)
+
+    result = score_all_users("run-9", GENERATED_AT, loaded=LoadedPolicy(ErasesUserOne(), "champion", "erases/1"))
+
+    assert result["users"] == 39 and result["interactions_logged"] == 39
+    assert result["unscored"] == {"erased_during_run": 1}
+    assert {r["user_id"] for r in _interactions(clean_db)} == set(range(2, 41))
+    with clean_db.connect() as conn:  # nothing of the erased user is swapped in, nor written to the lake
+        assert conn.execute(sa.text("select count(*) from serving.recommendations where user_id = 1")).scalar() == 0
+        assert conn.execute(sa.text("select count(distinct user_id) from serving.recommendations")).scalar() == 39
+    lake_rows = lake.read_table(f"recommendations/dt={GENERATED_AT:%Y-%m-%d}/run-9.parquet")
+    assert pseudonymise(1) not in set(lake_rows.column("user_pseudonym").to_pylist())
+    assert lake_rows.num_rows == result["rows"]
+
+
+def test_two_runs_at_once_take_turns_and_readers_only_ever_see_one_whole_set(clean_db, masked_lover):
+    import threading
+
+    _insert(clean_db, _population(N_USERS))
+    k = get_settings().recommendations_per_user
+    seen: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def read() -> None:
+        with clean_db.connect() as conn:
+            while not done.is_set():
+                seen.append(tuple(conn.execute(sa.text(
+                    "select count(*), count(distinct run_id) from serving.recommendations")).one()))
+                conn.commit()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    runs = [threading.Thread(target=score_all_users, args=(f"run-c{i}", GENERATED_AT + timedelta(hours=i)),
+                             kwargs={"loaded": masked_lover}) for i in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    done.set()
+    reader.join()
+
+    assert set(seen) <= {(0, 0), (N_USERS * k, 1)} and (N_USERS * k, 1) in seen
+    assert len({r["run_id"] for r in _table(clean_db)}) == 1 and len(_table(clean_db)) == N_USERS * k
+    assert len(_interactions(clean_db)) == 2 * N_USERS  # both runs logged, neither lost the other's rows
+
+
+def test_the_swapped_in_table_keeps_the_grants_and_refuses_an_index_it_would_lose(clean_db, masked_lover):
+    _insert(clean_db, _population(20))
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("grant select on serving.recommendations to public"))
+    try:
+        score_all_users("run-10a", GENERATED_AT, loaded=masked_lover)
+        with clean_db.begin() as conn:
+            assert conn.execute(sa.text("select has_table_privilege('public', 'serving.recommendations', 'select')"
+                                        )).scalar_one()
+            conn.execute(sa.text("create index recommendations_by_score on serving.recommendations (score)"))
+        before = _table(clean_db)
+
+        with pytest.raises(BatchScoringError, match="index or trigger"):
+            score_all_users("run-10b", GENERATED_AT, loaded=masked_lover)
+
+        assert _table(clean_db) == before
+    finally:
+        with clean_db.begin() as conn:
+            conn.execute(sa.text("drop index if exists serving.recommendations_by_score"))
+            conn.execute(sa.text("revoke select on serving.recommendations from public"))
+
+
+def test_a_swap_blocked_by_a_long_reader_gives_up_and_leaves_the_previous_set(clean_db, masked_lover, monkeypatch):
+    import threading
+    import time
+
+    _insert(clean_db, _population(20))
+    score_all_users("run-11a", GENERATED_AT, loaded=masked_lover)
+    before = _table(clean_db)
+    monkeypatch.setenv("FINCOACH_RECOMMENDATIONS_SWAP_WAIT_SECONDS", "3")
+    reload_settings()
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            score_all_users("run-11b", GENERATED_AT, loaded=masked_lover)
+        except BatchScoringError as exc:
+            errors.append(exc)
+
+    slowest = 0.0
+    try:
+        with clean_db.connect() as long_reader, clean_db.connect() as reader:
+            long_reader.execute(sa.text("select count(*) from serving.recommendations"))  # holds it, never ends
+            swap = threading.Thread(target=run)
+            swap.start()
+            while swap.is_alive():  # other readers are held up by one short try at a time, never by the wait
+                started = time.perf_counter()
+                reader.execute(sa.text("select count(*) from serving.recommendations"))
+                reader.commit()
+                slowest = max(slowest, time.perf_counter() - started)
+            swap.join()
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+
+    assert len(errors) == 1 and "stayed in use" in str(errors[0])
+    assert slowest < 2
+    assert _table(clean_db) == before
+
+
 def test_a_run_id_that_cannot_name_a_lake_file_is_refused(engine):
     with pytest.raises(ValueError, match="run_id"):
         score_all_users("../escape", GENERATED_AT)
