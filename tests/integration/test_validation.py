@@ -231,3 +231,19 @@ def test_a_snapshot_whose_means_jump_from_the_previous_one_fails_before_publishi
     assert len(published_snapshots()) == 1  # the gate raised: nothing new was published
     [row] = _recorded(clean_db, "run-jump")
     assert not row.success and row.details["distribution"]["previous_as_of"].startswith("2025-03-31T23:00")
+
+
+def test_a_jump_in_what_serving_itself_did_warns_but_does_not_block_the_snapshot(clean_db, own_lake):
+    from pipelines.snapshots import snapshot_dir
+
+    # The first batch run after the history serves a nudge to every user: nudges_7d jumps by about one.
+    previous = _population(300, 1)
+    previous["nudges_7d"] = np.random.default_rng(1).poisson(0.5, 300).astype(float)
+    lake.write_parquet(pa.Table.from_pandas(previous, preserve_index=False),
+                       f"{snapshot_dir(AS_OF - pd.Timedelta(hours=1))}/features.parquet")
+    served = _population(300, 2)
+    served["nudges_7d"] = previous["nudges_7d"].to_numpy() + 1.5
+    result = validate_features(_stage(served, "served"), "run-served")
+    assert result["critical_failed"] == 0, result["failures"]
+    assert any("features_recent_actions.nudges_7d" in f for f in result["failures"])
+    assert result["warnings"] >= 1
