@@ -124,6 +124,11 @@ def test_dim_users_has_every_user_with_current_position(engine, built):
     assert set(dim) == {1, 2, 3}
     assert dim[1].checking_balance == 1800 and dim[1].savings_balance == 700
     assert dim[3].accounts_count == 0 and dim[3].first_transaction_date is None
+    with engine.connect() as conn:
+        span = conn.execute(sa.text(
+            "select min((occurred_at at time zone 'UTC')::date), max((occurred_at at time zone 'UTC')::date) "
+            "from app.transactions where user_id = 1")).one()
+    assert (dim[1].first_transaction_date, dim[1].last_transaction_date) == tuple(span)
 
 
 def test_build_writes_nothing_into_the_repository(built):

@@ -16,10 +16,6 @@ goals as (
     select * from {{ ref('stg_app__goals') }}
 ),
 
-transactions as (
-    select * from {{ ref('fct_transactions') }}
-),
-
 user_accounts as (
     select
         user_id,
@@ -50,12 +46,15 @@ user_goals as (
 ),
 
 user_activity as (
+    -- two probes of fct_transactions' (user_id, date_day) index per user, not a scan of every transaction:
+    -- this table is rebuilt every hour, so it must cost what the users cost, not what their history does
     select
-        user_id,
-        min(date_day) as first_transaction_date,
-        max(date_day) as last_transaction_date
-    from transactions
-    group by user_id
+        users.user_id,
+        (select min(t.date_day) from {{ ref('fct_transactions') }} as t where t.user_id = users.user_id)
+            as first_transaction_date,
+        (select max(t.date_day) from {{ ref('fct_transactions') }} as t where t.user_id = users.user_id)
+            as last_transaction_date
+    from users
 ),
 
 profiles as (
