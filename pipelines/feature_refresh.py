@@ -44,8 +44,12 @@ log = logging.getLogger(__name__)
 # Rows committed late by a long transaction carry an updated_at before they became visible.
 UPDATE_OVERLAP = timedelta(hours=1)
 # The app tables each recomputed group reads (goals, profile and market are recomputed for every user).
+# The dbt: features ("monthly") read complete UTC days only: within a day just a late transaction, one
+# that happened on an earlier day, changes them (_LATE_TRANSACTIONS), so an hour of purchases recomputes
+# the buyers' money_features, not their 90 days of daily rows.
 GROUP_TABLES = {
-    "money": ("users", "accounts", "transactions", "debts"),  # the dbt: features and money_features
+    "monthly": (),
+    "money": ("users", "accounts", "transactions", "debts"),  # money_features
     "engagement": ("user_sessions", "user_events"),
     "nudges": ("coaching_interactions",),
 }
@@ -57,6 +61,9 @@ _BOUNDARIES = (
     ("engagement", "user_events", '"timestamp"', (fm.WINDOW_DAYS,), ""),
     ("nudges", "coaching_interactions", "served_at", (fm.RECENT_NUDGE_DAYS, fm.NUDGE_WINDOW_DAYS), "and action_id <> 0"),
 )
+
+
+_LATE_TRANSACTIONS = "select user_id from app.transactions where updated_at > :since and occurred_at < :day_start"
 
 
 def _previous(conn: sa.Connection) -> tuple[datetime, str, pd.DataFrame] | None:
@@ -101,6 +108,8 @@ def dirty_users(
                                 f"and {column} <= :hi{i}_{days} {extra}")
         # rows whose event time falls between the two as_ofs enter the windows
         parts[group].append(f"select user_id from app.{table} where {column} > :prev and {column} <= :as_of {extra}")
+    parts["monthly"].append(_LATE_TRANSACTIONS)
+    params["day_start"] = fm.window_bounds(as_of)[1]
     # sessions still running at the previous as_of: their duration grew
     parts["engagement"].append("select user_id from app.user_sessions where start_time <= :prev "
                                "and start_time > :month_ago and (end_time is null or end_time > :prev)")
@@ -135,10 +144,10 @@ def _recompute(conn: sa.Connection, features: pd.DataFrame, users: pd.DataFrame,
     q = Reader(conn, ids)
     index = pd.Index(sorted(ids), dtype="int64")
     out = pd.DataFrame(index=index)
-    if group == "money":
-        monthly = monthly_features(q, as_of, index)
-        money_features(out, q, as_of, monthly, users.reindex(index))
-        out = pd.concat([monthly[list(DBT_FEATURES)], out], axis=1)
+    if group == "monthly":
+        out = monthly_features(q, as_of, index)[list(DBT_FEATURES)]
+    elif group == "money":  # after "monthly": it reads the dbt: features as they are now
+        money_features(out, q, as_of, features.loc[index, list(DBT_FEATURES)], users.reindex(index))
     elif group == "engagement":
         engagement_features(out, q, as_of)
     else:

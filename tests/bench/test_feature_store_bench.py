@@ -1,6 +1,7 @@
 """Feature store at scale: a full build for 100k users x 90 days, then one hourly update at 1M events/day.
 
-Data are generated with numpy and loaded with COPY. The full build is `dbt build --full-refresh` plus
+The same is run on a 30-day history first: the hourly update should cost the same on both (it follows
+the new rows, not the history), while the full build grows with the history. Data are generated with numpy and loaded with COPY. The full build is `dbt build --full-refresh` plus
 `build_features`; the hourly update is the incremental `dbt build` (tests on the recent rows, as the
 hourly DAG runs it) plus `refresh_features`, after one hour of new rows at 1M events a day (transactions,
 app events, sessions, nudges). Then a 3-hour batch on the same history: the update should cost about 3x
@@ -29,7 +30,8 @@ pytestmark = pytest.mark.bench
 
 # The issue's size; FINCOACH_BENCH_USERS=20000 runs a smaller population at the same event rate.
 USERS = int(os.environ.get("FINCOACH_BENCH_USERS", "100000"))
-DAYS = 90
+# history lengths, shortest first (the last one prints the comparison)
+HISTORY_DAYS = tuple(int(d) for d in os.environ.get("FINCOACH_BENCH_DAYS", "30,90").split(","))
 EVENTS_PER_DAY = 1_000_000
 # history per user and day (~2.3 rows: 1.4 transactions, 0.2 sessions, 0.6 app events, 0.08 nudges)
 TX_PER_DAY, SESSIONS_PER_DAY, EVENTS_PER_SESSION, NUDGES_PER_DAY = 1.4, 0.2, 3.0, 0.08
@@ -89,11 +91,11 @@ def _activity(rng: np.random.Generator, user_ids: np.ndarray, lo_us: int, hi_us:
     return {"transactions": tx, "user_sessions": sessions, "user_events": events, "coaching_interactions": nudges}
 
 
-def _load_history(engine: sa.Engine, now: dt.datetime) -> int:
+def _load_history(engine: sa.Engine, now: dt.datetime, days: int) -> int:
     rng = np.random.default_rng(0)
     ids = np.arange(1, USERS + 1)
     hi_us = int(now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * US)
-    lo_us = hi_us - DAYS * 86_400 * US
+    lo_us = hi_us - days * 86_400 * US
     users = pd.DataFrame({
         "user_id": ids, "created_at": _stamp(np.full(USERS, lo_us - 86_400 * US)),
         "birth_year": rng.integers(1950, 2005, USERS), "income_band": rng.choice(["low", "middle", "high"], USERS),
@@ -114,11 +116,11 @@ def _load_history(engine: sa.Engine, now: dt.datetime) -> int:
         "user_id": ids[: USERS // 3], "debt_type": "credit_card", "balance": 2500, "apr": 0.21, "min_payment": 50,
         "created_at": users.created_at[: USERS // 3],
     })
-    n_sessions = int(USERS * DAYS * SESSIONS_PER_DAY)
-    history = _activity(rng, ids, lo_us, hi_us, int(USERS * DAYS * TX_PER_DAY), n_sessions,
-                        int(n_sessions * EVENTS_PER_SESSION), int(USERS * DAYS * NUDGES_PER_DAY),
+    n_sessions = int(USERS * days * SESSIONS_PER_DAY)
+    history = _activity(rng, ids, lo_us, hi_us, int(USERS * days * TX_PER_DAY), n_sessions,
+                        int(n_sessions * EVENTS_PER_SESSION), int(USERS * days * NUDGES_PER_DAY),
                         {"session": 1, "nudge": 1})
-    market = generate_market(DAYS, 0, now.date() + dt.timedelta(days=1))
+    market = generate_market(days, 0, now.date() + dt.timedelta(days=1))
     # a real history was written over time: its rows' updated_at is their event time, not the load time
     for frame, column in [(users, "created_at"), (accounts, "opened_at"), (goals, "created_at"),
                           (debts, "created_at"), (history["transactions"], "occurred_at"),
@@ -180,12 +182,16 @@ def _line(name: str, u: dict) -> str:
             f"{f['recomputed_by_group']} of {f['rows']:,} users])")
 
 
-def test_hourly_incremental_update_versus_full_build(clean_db):
+_RESULTS: dict[int, dict] = {}
+
+
+@pytest.mark.parametrize("days", HISTORY_DAYS)
+def test_hourly_incremental_update_versus_full_build(clean_db, days):
     now = dt.datetime.now(dt.UTC)
     if now.hour >= 19:
         pytest.skip("the updates (1 + 3 hours) would cross a UTC day (a full build by design): run it before 19:00")
     started = time.perf_counter()
-    history_rows = _load_history(clean_db, now)
+    history_rows = _load_history(clean_db, now, days)
     load_s = time.perf_counter() - started
     t0 = dt.datetime.now(dt.UTC)
     t1, t2 = t0 + dt.timedelta(hours=1), t0 + dt.timedelta(hours=4)
@@ -199,9 +205,10 @@ def test_hourly_incremental_update_versus_full_build(clean_db):
     # proportionality: the same history, then 1 hour and 3 hours of new rows
     hour = _update(clean_db, t0, t1, 1, "bench-hour")
     three = _update(clean_db, t1, t2, 2, "bench-3-hours")
+    _RESULTS[days] = {"full": full_s, "hour": hour["seconds"], "rows": history_rows}
 
     print(
-        f"\nfeature store bench: {USERS:,} users x {DAYS} days, {history_rows:,} history rows (loaded in {load_s:.0f}s)"
+        f"\nfeature store bench: {USERS:,} users x {days} days, {history_rows:,} history rows (loaded in {load_s:.0f}s)"
         f"\n  full build   : {full_s:7.1f}s  (dbt build --full-refresh {full_dbt['seconds']:.1f}s [models "
         f"{full_dbt['model_seconds']:.1f}s, tests {full_dbt['test_seconds']:.1f}s summed], features {built['seconds']:.1f}s)"
         + _line("hourly update", hour) + _line("3-hour update", three)
@@ -212,5 +219,10 @@ def test_hourly_incremental_update_versus_full_build(clean_db):
         f"\n  slowest dbt nodes, full  : {full_dbt['slowest']}"
         f"\n  slowest dbt nodes, hourly: {hour['dbt']['slowest']}"
     )
+    if len(_RESULTS) > 1 and days == max(_RESULTS):
+        short = min(_RESULTS)
+        print(f"\n  history {days} / {short} days: {_RESULTS[days]['rows'] / _RESULTS[short]['rows']:.1f}x the rows, "
+              f"full build {_RESULTS[days]['full'] / _RESULTS[short]['full']:.2f}x, "
+              f"hourly update {_RESULTS[days]['hour'] / _RESULTS[short]['hour']:.2f}x")
     assert hour["features"]["users_recomputed"] < hour["features"]["rows"]
     assert hour["seconds"] < full_s

@@ -47,6 +47,7 @@ def test_incremental_refresh_equals_a_full_build_of_the_same_as_of(clean_db):
     with clean_db.begin() as conn:  # an hour of activity: new, late and changed rows
         _spend(conn, (1, 2), -50, "dining", t0 + dt.timedelta(minutes=5))
         _spend(conn, (3,), -70, "groceries", t0 - dt.timedelta(hours=2))  # late: happened before t0, arrives after
+        _spend(conn, (8,), -40, "shopping", t0 - dt.timedelta(days=2))  # late by days: moves the dbt: windows
         conn.execute(sa.text(
             "insert into app.user_sessions (user_id, session_id, start_time, end_time) values (4, 'new-s', :s, :e)"
         ), {"s": t0 + dt.timedelta(minutes=1), "e": t0 + dt.timedelta(minutes=9)})
@@ -70,6 +71,10 @@ def test_incremental_refresh_equals_a_full_build_of_the_same_as_of(clean_db):
     assert incremental["mode"] == "incremental", incremental.get("full_reason")
     assert incremental["rows"] == full["rows"] == 81
     assert 8 <= incremental["users_recomputed"] < 81
+    # the dbt: features of the late user and the new one only; the buyers' money features
+    late_by_days = 1 + ((t0 - dt.timedelta(hours=2)).date() < t0.date())  # user 8, and user 3 just after midnight
+    assert incremental["recomputed_by_group"]["monthly"] == late_by_days + 1
+    assert incremental["recomputed_by_group"]["money"] >= 5
     a, b = _frame(incremental), _frame(full)
     assert list(a.index) == list(b.index) and list(a.columns) == list(b.columns)
     np.testing.assert_allclose(a[list(FEATURE_NAMES)].to_numpy(), b[list(FEATURE_NAMES)].to_numpy(), rtol=1e-9, atol=1e-9)

@@ -12,6 +12,7 @@ classified as (
         category,
         is_impulse,
         account_type,
+        updated_at,
         category_group = 'essential' as is_essential,
         category_group = 'discretionary' as is_discretionary
     from transactions
@@ -36,7 +37,8 @@ daily as (
         sum(case when category = 'debt_payment' and amount < 0 then -amount else 0 end) as debt_payments,
         sum(amount) as net_flow,
         sum(case when account_type = 'checking' then amount else 0 end) as checking_flow,
-        sum(case when account_type = 'savings' then amount else 0 end) as savings_flow
+        sum(case when account_type = 'savings' then amount else 0 end) as savings_flow,
+        max(updated_at) as updated_at
     from classified
     group by
         user_id,
@@ -59,7 +61,8 @@ final as (
         debt_payments,
         net_flow,
         checking_flow,
-        savings_flow
+        savings_flow,
+        updated_at
     from daily
 )
 

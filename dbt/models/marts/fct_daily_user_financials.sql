@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('fct_transactions') }}
 {# post_hook analyze: fresh statistics, so the next run plans its recent-rows filters as index scans #}
 {{
     config(
@@ -9,14 +10,15 @@
             {'columns': ['user_day_key'], 'unique': True},
             {'columns': ['user_id', 'date_day'], 'unique': True},
             {'columns': ['date_day']},
+            {'columns': ['updated_at']},
         ],
     )
 }}
 
 with
 
--- An incremental run reads this view twice with different day filters: not materialised, each read
--- aggregates only its own days (through fct_transactions' date_day index), not the whole history.
+-- Not materialised in an incremental run: each changed user's read aggregates only their own days
+-- (through fct_transactions' user_id, date_day index), not the whole history.
 daily_flows as {% if is_incremental() %}not materialized {% endif %}(
     select * from {{ ref('int_transactions__daily_flows') }}
 ),
@@ -27,70 +29,74 @@ current_balances as (
 
 {% if is_incremental() %}
 
-cutoff as (
-    select {{ incremental_cutoff('date_day') }} as cutoff_day
-),
-
-recent_users as (
+-- The users whose transactions changed since the newest change this table holds (minus the lookback for
+-- late commits), and the first day each changed (fct_transactions' updated_at index): an hour of new
+-- purchases rewrites the buyers' last day, not every user's last days.
+changed_users as (
     select
-        daily_flows.user_id,
-        min(daily_flows.date_day) as first_recent_day
-    from daily_flows
-    where daily_flows.date_day >= (select cutoff_day from cutoff)
-    group by daily_flows.user_id
+        user_id,
+        min(date_day) as first_changed_day
+    from {{ ref('fct_transactions') }}
+    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp') }}
+    group by user_id
 ),
 
--- Two index probes per user with new rows (the unique user_id, date_day index), not a scan of the mart.
+-- Two index probes per changed user (the unique user_id, date_day index), not a scan of the mart.
 previous_spans as (
     select
-        recent_users.user_id,
+        changed_users.user_id,
         spans.previous_first_day,
         spans.previous_last_day
-    from recent_users
+    from changed_users
     cross join lateral (
         select
             min(loaded.date_day) as previous_first_day,
             max(loaded.date_day) as previous_last_day
         from {{ this }} as loaded
-        where loaded.user_id = recent_users.user_id
+        where loaded.user_id = changed_users.user_id
     ) as spans
     where spans.previous_last_day is not null
 ),
 
--- First day rebuilt per user with new rows: the cutoff, or the day after their previous last day (the
--- quiet days in between get their rows), never before their first day.
+-- First day rebuilt per changed user: the first changed day (every later balance moves with it), or the
+-- day after their previous last day when that is earlier (the quiet days in between get their rows).
 user_starts as (
     select
-        recent_users.user_id,
+        changed_users.user_id,
         case
-            when previous_spans.user_id is null then recent_users.first_recent_day
-            else greatest(
-                least((select cutoff_day from cutoff), previous_spans.previous_last_day + 1),
-                previous_spans.previous_first_day
-            )
+            when previous_spans.user_id is null then changed_users.first_changed_day
+            else least(changed_users.first_changed_day, previous_spans.previous_last_day + 1)
         end as start_day
-    from recent_users
+    from changed_users
     left join previous_spans
-        on recent_users.user_id = previous_spans.user_id
+        on changed_users.user_id = previous_spans.user_id
 ),
 
+-- Each user's flows from their start day on, through fct_transactions' (user_id, date_day) index.
 scoped_flows as (
-    select daily_flows.*
-    from daily_flows
-    inner join user_starts
-        on daily_flows.user_id = user_starts.user_id
-        and daily_flows.date_day >= user_starts.start_day
-    where daily_flows.date_day >= (select min(start_day) from user_starts)
+    select user_flows.*
+    from user_starts
+    cross join lateral (
+        select *
+        from daily_flows
+        where daily_flows.user_id = user_starts.user_id
+            and daily_flows.date_day >= user_starts.start_day
+    ) as user_flows
 ),
 
 user_spans as (
     select
         user_starts.user_id,
         user_starts.start_day as first_date_day,
-        max(scoped_flows.date_day) as last_date_day
+        max(scoped_flows.date_day) as last_date_day,
+        -- the running updated_at carried in from the day before the rebuilt ones (kept as it was)
+        max(kept.updated_at) as updated_at_before
     from user_starts
     inner join scoped_flows
         on user_starts.user_id = scoped_flows.user_id
+    left join {{ this }} as kept
+        on user_starts.user_id = kept.user_id
+        and kept.date_day = user_starts.start_day - 1
     group by
         user_starts.user_id,
         user_starts.start_day
@@ -106,7 +112,8 @@ user_spans as (
     select
         user_id,
         min(date_day) as first_date_day,
-        max(date_day) as last_date_day
+        max(date_day) as last_date_day,
+        null::timestamptz as updated_at_before
     from daily_flows
     group by user_id
 ),
@@ -117,7 +124,8 @@ user_spans as (
 user_days as (
     select
         user_spans.user_id,
-        spine.date_day::date as date_day
+        spine.date_day::date as date_day,
+        user_spans.updated_at_before
     from user_spans
     cross join lateral generate_series(
         user_spans.first_date_day,
@@ -142,7 +150,9 @@ filled as (
         coalesce(scoped_flows.debt_payments, 0) as debt_payments,
         coalesce(scoped_flows.net_flow, 0) as net_flow,
         coalesce(scoped_flows.checking_flow, 0) as checking_flow,
-        coalesce(scoped_flows.savings_flow, 0) as savings_flow
+        coalesce(scoped_flows.savings_flow, 0) as savings_flow,
+        scoped_flows.updated_at as flows_updated_at,
+        user_days.updated_at_before
     from user_days
     left join scoped_flows
         on user_days.user_id = scoped_flows.user_id
@@ -170,7 +180,8 @@ final as (
         coalesce(current_balances.checking_current_balance, 0)
             - coalesce(sum(filled.checking_flow) over user_after_day, 0) as checking_balance_eod,
         coalesce(current_balances.savings_current_balance, 0)
-            - coalesce(sum(filled.savings_flow) over user_after_day, 0) as savings_balance_eod
+            - coalesce(sum(filled.savings_flow) over user_after_day, 0) as savings_balance_eod,
+        greatest(filled.updated_at_before, max(filled.flows_updated_at) over user_to_day) as updated_at
     from filled
     left join current_balances
         on filled.user_id = current_balances.user_id
@@ -178,6 +189,11 @@ final as (
         partition by filled.user_id
         order by filled.date_day
         rows between 1 following and unbounded following
+    ),
+    user_to_day as (
+        partition by filled.user_id
+        order by filled.date_day
+        rows between unbounded preceding and current row
     )
 )
 

@@ -54,12 +54,11 @@ scoped_sessions as (
     where sessions.session_id in (select session_id from changed_sessions)
 ),
 
--- all events of those sessions, found through their users (app.user_events has a user_id index)
+-- all events of those sessions, through app.user_events' session_id index (migration 0007)
 scoped_events as (
     select events.*
     from events
-    where events.user_id in (select user_id from changed_sessions)
-        and events.session_id in (select session_id from changed_sessions)
+    where events.session_id in (select session_id from changed_sessions)
 ),
 
 {% else %}
