@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fincoach.db import connection_parts
+import sqlalchemy as sa
+
+from fincoach.db import connection_parts, get_engine
 from fincoach.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,8 @@ def _invoke(command: list[str]) -> Any:
 
 def build_analytics(run_id: str, full_refresh: bool = False, recent_tests: bool = False) -> dict:
     """Run `dbt build` (models and their tests); incremental marts are rebuilt whole with `full_refresh`,
-    or by themselves when they drifted from their sources. A summary, or AnalyticsBuildError naming what failed.
+    or by themselves when they drifted from their sources or lack columns a new release added to their model.
+    A summary, or AnalyticsBuildError naming what failed.
 
     `recent_tests` (the hourly build): the tests of the large models read only the rows within the late-row
     lookback (dbt/macros/get_where_subquery.sql), so they cost what the new rows cost; ignored on a full refresh.
@@ -87,6 +90,10 @@ def build_analytics(run_id: str, full_refresh: bool = False, recent_tests: bool 
     try:
         return _build(run_id, full_refresh, recent_tests)
     except AnalyticsBuildError as err:
+        outdated = {} if full_refresh else outdated_marts()
+        if outdated:  # a new release added columns: incremental runs cannot fill them for old rows
+            log.warning("incremental marts lack columns of their models (%s): rebuilding them whole", outdated)
+            return {**_build(run_id, full_refresh=True, recent_tests=False), "refreshed_after_schema_change": outdated}
         drifted = [
             name for name in err.failed
             if name.startswith("test ") and any(mark in name for mark in (*_DRIFT_TESTS, *INCREMENTAL_MARTS))
@@ -96,6 +103,31 @@ def build_analytics(run_id: str, full_refresh: bool = False, recent_tests: bool 
         log.warning("incremental marts drifted from their sources (%s): rebuilding them whole", "; ".join(drifted))
         summary = _build(run_id, full_refresh=True, recent_tests=False)
         return {**summary, "refreshed_after_drift": drifted}
+
+
+def outdated_marts() -> dict[str, list[str]]:
+    """The incremental marts whose table lacks columns their model documents, with those columns.
+
+    Read after a failed build: the manifest that build parsed (the models as they are now) against the
+    tables in Postgres (as an earlier release built them). Marts not built yet are not listed.
+    """
+    manifest_path = _state_dir() / "target" / "manifest.json"
+    if not manifest_path.exists():
+        return {}
+    nodes = json.loads(manifest_path.read_text())["nodes"].values()
+    declared = {n["name"]: (n["schema"], set(n["columns"])) for n in nodes
+                if n["resource_type"] == "model" and n["name"] in INCREMENTAL_MARTS}
+    with get_engine().connect() as conn:
+        rows = conn.execute(sa.text(
+            "select table_schema, table_name, column_name from information_schema.columns "
+            "where table_name = any(:names)"
+        ), {"names": list(declared)}).all()
+    present: dict[str, set[str]] = {}
+    for schema, table, column in rows:
+        if declared[table][0] == schema:
+            present.setdefault(table, set()).add(column)
+    return {name: sorted(columns - present[name]) for name, (_, columns) in declared.items()
+            if name in present and columns - present[name]}
 
 
 def _build(run_id: str, full_refresh: bool, recent_tests: bool) -> dict:

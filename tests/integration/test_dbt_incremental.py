@@ -131,3 +131,24 @@ def test_hourly_build_tests_only_the_recent_rows(clean_db):
                              "from app.accounts order by account_id limit 1"))
     with pytest.raises(AnalyticsBuildError, match="accepted_values_stg_app__transactions_category"):
         build_analytics("recent-2", recent_tests=True)
+
+
+def test_a_mart_built_by_an_older_release_is_rebuilt_with_its_new_columns(clean_db):
+    """An upgrade that adds a column to an incremental mart: the next hourly build rebuilds it whole."""
+    from pipelines.analytics_build import outdated_marts
+    from pipelines.seed import seed
+
+    seed(clean_db, users=10, days=7, seed=5)
+    build_analytics("old-release", full_refresh=True)
+    with clean_db.begin() as conn:  # the table as the release before this column built it
+        conn.execute(sa.text("alter table analytics.fct_daily_user_financials drop column updated_at"))
+    assert outdated_marts() == {"fct_daily_user_financials": ["updated_at"]}
+
+    hourly = build_analytics("new-release", recent_tests=True)
+    assert hourly["refreshed_after_schema_change"] == {"fct_daily_user_financials": ["updated_at"]}
+    assert hourly["full_refresh"] is True and hourly["tests_failed"] == 0
+    assert outdated_marts() == {}
+    with clean_db.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from analytics.fct_daily_user_financials "
+                                    "where updated_at is null")).scalar() == 0
+    assert build_analytics("next-hour", recent_tests=True)["full_refresh"] is False
