@@ -103,7 +103,7 @@ def test_every_app_table_feeds_a_staging_model():
 
 
 def _untouched(engine: sa.Engine, table: str, sql: str) -> None:
-    """Run `sql` on app.`table` keeping the rows' updated_at (a change as if made back then)."""
+    """Run `sql` with the touch_updated_at trigger of app.<table> off: a change as if made back then."""
     with engine.begin() as conn:
         conn.execute(sa.text(f"alter table app.{table} disable trigger touch_updated_at"))
         conn.execute(sa.text(sql))
