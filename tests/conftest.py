@@ -27,7 +27,7 @@ truncate app.users, app.accounts, app.transactions, app.goals, app.debts, app.us
          app.market_conditions, features.predictiveness, features.snapshot_runs,
          ops.ingest_counts, ops.quarantine_counts, ops.user_pseudonyms, ops.erasure_requests,
          app.coaching_opt_outs, serving.experiments, serving.experiment_arms, serving.experiment_exposures,
-         serving.experiment_results restart identity cascade
+         serving.experiment_results, ops.deleted_rows restart identity cascade
 """
 
 

@@ -2,8 +2,11 @@
 -- beyond the late-row lookback shows up here (pipelines.analytics_build then rebuilds them whole).
 -- Returns the keys present on one side only. Hourly builds (var recent_rows_only) compare the keys of the
 -- rows changed within the lookback (through the updated_at indexes; the newest one read from the
--- app table, whose index a view's max() cannot use) and the row counts: an old row is
--- only ever deleted (a rewrite moves its updated_at into the lookback), which changes the count.
+-- app table, whose index a view's max() cannot use) and return the tombstoned rows (source
+-- ops.deleted_rows, written by a trigger on every delete) still in the mart and gone from the app:
+-- an old row is only ever deleted (a rewrite moves its updated_at into the lookback), and a deletion
+-- leaves no updated_at, so the tombstones are what finds it, through the marts' unique key indexes, at a
+-- cost that follows the deletions rather than the history. A build without the var compares all keys.
 
 {% set recent = var('recent_rows_only', false) %}
 
@@ -37,6 +40,25 @@ mart_interactions as (
     {%- endif %}
 ),
 
+{%- if recent %}
+
+deleted_transactions as (
+    select gone.row_id as id from {{ source('ops', 'deleted_rows') }} as gone
+    where gone.table_name = 'app.transactions'
+        and exists (select from {{ ref('fct_transactions') }} as mart where mart.transaction_id = gone.row_id)
+        and not exists (select from {{ ref('stg_app__transactions') }} as app where app.transaction_id = gone.row_id)
+),
+
+deleted_interactions as (
+    select gone.row_id as id from {{ source('ops', 'deleted_rows') }} as gone
+    where gone.table_name = 'app.coaching_interactions'
+        and exists (select from {{ ref('fct_coaching_outcomes') }} as mart where mart.interaction_id = gone.row_id)
+        and not exists (
+            select from {{ ref('stg_app__coaching_interactions') }} as app where app.interaction_id = gone.row_id
+        )
+),
+{%- endif %}
+
 final as (
     (select 'fct_transactions' as mart, id from mart_transactions
      except select 'fct_transactions', id from source_transactions)
@@ -51,13 +73,9 @@ final as (
      except select 'fct_coaching_outcomes', id from mart_interactions)
     {%- if recent %}
     union all
-    select 'fct_transactions: row count', null
-    where (select count(*) from {{ ref('fct_transactions') }})
-        <> (select count(*) from {{ ref('stg_app__transactions') }})
+    select 'fct_transactions: deleted in the app', id from deleted_transactions
     union all
-    select 'fct_coaching_outcomes: row count', null
-    where (select count(*) from {{ ref('fct_coaching_outcomes') }})
-        <> (select count(*) from {{ ref('stg_app__coaching_interactions') }})
+    select 'fct_coaching_outcomes: deleted in the app', id from deleted_interactions
     {%- endif %}
 )
 

@@ -102,23 +102,26 @@ def test_every_app_table_feeds_a_staging_model():
     assert set(TABLES) | {"market_conditions"} == staged
 
 
+def _untouched(engine: sa.Engine, table: str, sql: str) -> None:
+    """Run `sql` with the touch_updated_at trigger of app.<table> off: a change as if made back then."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"alter table app.{table} disable trigger touch_updated_at"))
+        conn.execute(sa.text(sql))
+        conn.execute(sa.text(f"alter table app.{table} enable trigger touch_updated_at"))
+
+
 def test_hourly_build_tests_only_the_recent_rows(clean_db):
     """recent_tests: a bad row written long ago is left to the full tests; a new bad row fails the hourly build."""
     from pipelines.analytics_build import AnalyticsBuildError
     from pipelines.seed import seed
 
     seed(clean_db, users=20, days=14, seed=4)
-
-    def untouched(sql: str) -> None:  # a change that keeps the rows' updated_at (as if made back then)
-        with clean_db.begin() as conn:
-            conn.execute(sa.text("alter table app.transactions disable trigger touch_updated_at"))
-            conn.execute(sa.text(sql))
-            conn.execute(sa.text("alter table app.transactions enable trigger touch_updated_at"))
-
-    untouched("update app.transactions set updated_at = occurred_at")  # a history written over time
+    # a history written over time
+    _untouched(clean_db, "transactions", "update app.transactions set updated_at = occurred_at")
     build_analytics("recent-0", full_refresh=True)
-    untouched("update app.transactions set category = 'crypto' "  # one row that went bad back then
-              "where transaction_id = (select min(transaction_id) from app.transactions)")
+    # one row that went bad back then
+    _untouched(clean_db, "transactions", "update app.transactions set category = 'crypto' "
+               "where transaction_id = (select min(transaction_id) from app.transactions)")
 
     hourly = build_analytics("recent-1", recent_tests=True)
     assert hourly["recent_tests"] and "refreshed_after_drift" not in hourly
@@ -152,3 +155,54 @@ def test_a_mart_built_by_an_older_release_is_rebuilt_with_its_new_columns(clean_
         assert conn.execute(sa.text("select count(*) from analytics.fct_daily_user_financials "
                                     "where updated_at is null")).scalar() == 0
     assert build_analytics("next-hour", recent_tests=True)["full_refresh"] is False
+
+
+def test_hourly_build_finds_old_deleted_rows_by_their_tombstones_and_rebuilds(clean_db):
+    """A row deleted in the app long after it was built leaves no recent updated_at: its tombstone
+    (ops.deleted_rows) makes the hourly drift test fail, the build rebuilds the marts whole, and the
+    tombstones go once their rows are out of the marts."""
+    from pipelines.seed import seed
+
+    seed(clean_db, users=20, days=14, seed=4)
+    _untouched(clean_db, "transactions", "update app.transactions set updated_at = occurred_at")
+    _untouched(clean_db, "coaching_interactions", "update app.coaching_interactions set updated_at = served_at")
+    build_analytics("deleted-0", full_refresh=True)
+    with clean_db.begin() as conn:  # the oldest rows: days beyond the lookback of the newest updated_at
+        tx = conn.execute(sa.text("delete from app.transactions where transaction_id = "
+                                  "(select min(transaction_id) from app.transactions) returning transaction_id")).scalar_one()
+        ci = conn.execute(sa.text("delete from app.coaching_interactions where id = "
+                                  "(select min(id) from app.coaching_interactions) returning id")).scalar_one()
+
+    hourly = build_analytics("deleted-1", recent_tests=True)
+    (drift,) = hourly["refreshed_after_drift"]  # both tombstones, and nothing else, failed the drift test
+    assert "assert_incremental_marts_match_their_sources" in drift and "Got 2 results" in drift
+    with clean_db.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from analytics.fct_transactions where transaction_id = :i"),
+                            {"i": tx}).scalar_one() == 0
+        assert conn.execute(sa.text("select count(*) from analytics.fct_coaching_outcomes where interaction_id = :i"),
+                            {"i": ci}).scalar_one() == 0
+        assert conn.execute(sa.text("select count(*) from ops.deleted_rows")).scalar_one() == 0  # repaired: pruned
+    assert "refreshed_after_drift" not in build_analytics("deleted-2", recent_tests=True)
+
+
+def test_bulk_and_cascading_deletes_leave_one_tombstone_per_row(clean_db):
+    """The statement-level triggers record every row of a bulk delete and of a cascade from app.users."""
+    from pipelines.seed import seed
+
+    seed(clean_db, users=3, days=7, seed=5)
+    with clean_db.begin() as conn:
+        account = conn.execute(sa.text("select account_id from app.transactions group by 1 "
+                                       "having count(*) > 1 order by 1 limit 1")).scalar_one()
+        bulk = conn.execute(sa.text("delete from app.transactions where account_id = :a returning transaction_id"),
+                            {"a": account}).scalars().all()
+        user = conn.execute(sa.text("select min(user_id) from app.coaching_interactions")).scalar_one()
+        cascaded_tx = conn.execute(sa.text("select transaction_id from app.transactions where user_id = :u"),
+                                   {"u": user}).scalars().all()
+        cascaded_ci = conn.execute(sa.text("select id from app.coaching_interactions where user_id = :u"),
+                                   {"u": user}).scalars().all()
+        conn.execute(sa.text("delete from app.users where user_id = :u"), {"u": user})
+        tombstones = conn.execute(sa.text("select table_name, row_id from ops.deleted_rows")).all()
+    assert len(bulk) > 1 and cascaded_tx and cascaded_ci
+    expected = [("app.transactions", i) for i in [*bulk, *cascaded_tx]]
+    expected += [("app.coaching_interactions", i) for i in cascaded_ci]
+    assert sorted(tombstones) == sorted(expected)

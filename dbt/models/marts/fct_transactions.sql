@@ -1,10 +1,11 @@
-{# post_hook analyze: fresh statistics, so the next run plans its recent-rows filters as index scans #}
+{# post_hook analyze: fresh statistics, so the next run plans its recent-rows filters as index scans;
+   prune_deleted_rows: the tombstones of rows no longer in the mart are not needed any more #}
 {{
     config(
         materialized='incremental',
         unique_key='transaction_id',
         incremental_strategy='delete+insert',
-        post_hook='analyze {{ this }}',
+        post_hook=['analyze {{ this }}', "{{ prune_deleted_rows('app.transactions', 'transaction_id') }}"],
         indexes=[
             {'columns': ['transaction_id'], 'unique': True},
             {'columns': ['user_id', 'date_day']},
