@@ -1,13 +1,16 @@
 {#
     The relation a generic test reads (dbt's own macro, extended). With var `recent_rows_only` (set by the
     hourly build: pipelines.analytics_build.build_analytics(recent_tests=True)), the tests of a model whose
-    config.meta has `recent_rows: {column, kind}` read only its rows with `column` within the late-row
+    config.meta has `recent_rows: {column: updated_at}` read only its rows with `column` within the late-row
     lookback of the column's newest value (incremental_cutoff): the rows an hourly run can have written,
     found through an index, so the tests cost what the new rows cost. `cutoff_from: <schema.table>` reads
     the newest value from that table's index instead: Postgres cannot read max() of a view through the
-    index of its table (it scans the table), and a view that aggregates has no index at all. Older rows
-    were tested when they were written; a full refresh and every build without the var (`make test`,
-    backfills, the CLI) test whole tables. A test's own `where` config still applies.
+    index of its table (it scans the table), and a view that aggregates has no index at all.
+    `covered_by: <model>`: the hourly build's tests of the model read no rows; its rows are tested where
+    the hourly run writes them, in that model's recent rows (for a view whose last days are every user's,
+    not what the hour added). Older rows were tested when they were written; a full refresh and every
+    build without the var (`make test`, backfills, the CLI) test whole tables. A test's own `where`
+    config still applies.
 #}
 {% macro get_where_subquery(relation) -%}
     {%- set predicates = [] -%}
@@ -31,9 +34,11 @@
     {%- for node in graph.nodes.values() -%}
         {%- if node.resource_type == 'model' and node.alias == relation.identifier -%}
             {%- set recent = node.config.meta.get('recent_rows') -%}
-            {%- if recent -%}
+            {%- if recent and recent.covered_by -%}
+                {%- do return('false') -%}
+            {%- elif recent -%}
                 {%- set newest_in = recent.cutoff_from or relation -%}
-                {%- do return(recent.column ~ ' >= ' ~ incremental_cutoff(recent.column, recent.kind, newest_in)) -%}
+                {%- do return(recent.column ~ ' >= ' ~ incremental_cutoff(recent.column, newest_in)) -%}
             {%- endif -%}
         {%- endif -%}
     {%- endfor -%}

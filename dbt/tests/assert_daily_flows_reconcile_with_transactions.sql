@@ -13,7 +13,7 @@ changed_days as (
         user_id,
         date_day
     from {{ ref('fct_transactions') }}
-    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp', ref('fct_transactions')) }}
+    where updated_at >= {{ incremental_cutoff('updated_at', ref('fct_transactions')) }}
 ),
 
 first_changed_day as (

@@ -15,28 +15,28 @@ with
 source_transactions as (
     select transaction_id as id from {{ ref('stg_app__transactions') }}
     {%- if recent %}
-    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp', source('app', 'transactions')) }}
+    where updated_at >= {{ incremental_cutoff('updated_at', source('app', 'transactions')) }}
     {%- endif %}
 ),
 
 mart_transactions as (
     select transaction_id as id from {{ ref('fct_transactions') }}
     {%- if recent %}
-    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp', source('app', 'transactions')) }}
+    where updated_at >= {{ incremental_cutoff('updated_at', source('app', 'transactions')) }}
     {%- endif %}
 ),
 
 source_interactions as (
     select interaction_id as id from {{ ref('stg_app__coaching_interactions') }}
     {%- if recent %}
-    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp', source('app', 'coaching_interactions')) }}
+    where updated_at >= {{ incremental_cutoff('updated_at', source('app', 'coaching_interactions')) }}
     {%- endif %}
 ),
 
 mart_interactions as (
     select interaction_id as id from {{ ref('fct_coaching_outcomes') }}
     {%- if recent %}
-    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp', source('app', 'coaching_interactions')) }}
+    where updated_at >= {{ incremental_cutoff('updated_at', source('app', 'coaching_interactions')) }}
     {%- endif %}
 ),
 

@@ -21,7 +21,7 @@ interactions as (
     select * from {{ ref('stg_app__coaching_interactions') }}
     {% if is_incremental() %}
     -- responses arrive after the serve and update the row: updated_at is the watermark
-    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp') }}
+    where updated_at >= {{ incremental_cutoff('updated_at') }}
     {% endif %}
 ),
 

@@ -17,9 +17,7 @@
 
 with
 
--- Not materialised in an incremental run: each changed user's read aggregates only their own days
--- (through fct_transactions' user_id, date_day index), not the whole history.
-daily_flows as {% if is_incremental() %}not materialized {% endif %}(
+daily_flows as (
     select * from {{ ref('int_transactions__daily_flows') }}
 ),
 
@@ -37,7 +35,7 @@ changed_users as (
         user_id,
         min(date_day) as first_changed_day
     from {{ ref('fct_transactions') }}
-    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp') }}
+    where updated_at >= {{ incremental_cutoff('updated_at') }}
     group by user_id
 ),
 
@@ -72,16 +70,22 @@ user_starts as (
         on changed_users.user_id = previous_spans.user_id
 ),
 
--- Each user's flows from their start day on, through fct_transactions' (user_id, date_day) index.
-scoped_flows as (
-    select user_flows.*
+-- Each changed user's transactions from their start day on, one index probe (user_id, date_day) per user:
+-- offset 0 keeps the lateral a per-user probe (flattened, Postgres plans a join with the whole table).
+scoped_transactions as materialized (
+    select user_transactions.*
     from user_starts
     cross join lateral (
         select *
-        from daily_flows
-        where daily_flows.user_id = user_starts.user_id
-            and daily_flows.date_day >= user_starts.start_day
-    ) as user_flows
+        from {{ ref('fct_transactions') }} as transactions
+        where transactions.user_id = user_starts.user_id
+            and transactions.date_day >= user_starts.start_day
+        offset 0
+    ) as user_transactions
+),
+
+scoped_flows as (
+    {{ daily_flows('scoped_transactions') }}
 ),
 
 user_spans as (
@@ -90,13 +94,15 @@ user_spans as (
         user_starts.start_day as first_date_day,
         max(scoped_flows.date_day) as last_date_day,
         -- the running updated_at carried in from the day before the rebuilt ones (kept as it was)
-        max(kept.updated_at) as updated_at_before
+        (
+            select kept.updated_at
+            from {{ this }} as kept
+            where kept.user_id = user_starts.user_id
+                and kept.date_day = user_starts.start_day - 1
+        ) as updated_at_before
     from user_starts
     inner join scoped_flows
         on user_starts.user_id = scoped_flows.user_id
-    left join {{ this }} as kept
-        on user_starts.user_id = kept.user_id
-        and kept.date_day = user_starts.start_day - 1
     group by
         user_starts.user_id,
         user_starts.start_day

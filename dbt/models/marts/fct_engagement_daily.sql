@@ -15,11 +15,13 @@
 
 with
 
-sessions as (
+-- Not materialised in an incremental run (each is read more than once): every read keeps its own
+-- filters and uses the indexes of its table, instead of one copy of the whole table.
+sessions as {% if is_incremental() %}not materialized {% endif %}(
     select * from {{ ref('fct_sessions') }}
 ),
 
-events as (
+events as {% if is_incremental() %}not materialized {% endif %}(
     select * from {{ ref('stg_app__user_events') }}
 ),
 
@@ -31,36 +33,41 @@ changed_days as (
         user_id,
         session_date as activity_date
     from sessions
-    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp') }}
+    where updated_at >= {{ incremental_cutoff('updated_at') }}
     union
     select
         user_id,
         (event_at at time zone 'UTC')::date as activity_date
     from events
-    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp') }}
+    where updated_at >= {{ incremental_cutoff('updated_at') }}
 ),
 
-first_changed_day as (
-    select min(activity_date) as activity_date from changed_days
-),
-
--- the day bound lets the reads use the (user_id, day) indexes of fct_sessions and app.user_events
+-- Each changed user-day's sessions and events, one probe per user-day through the (user_id, day) indexes
+-- of fct_sessions and app.user_events; offset 0 keeps each lateral a probe (flattened, Postgres plans
+-- a join with every event since the first changed day).
 scoped_sessions as (
-    select sessions.*
-    from sessions
-    inner join changed_days
-        on sessions.user_id = changed_days.user_id
-        and sessions.session_date = changed_days.activity_date
-    where sessions.session_date >= (select activity_date from first_changed_day)
+    select day_sessions.*
+    from changed_days
+    cross join lateral (
+        select *
+        from sessions
+        where sessions.user_id = changed_days.user_id
+            and sessions.session_date = changed_days.activity_date
+        offset 0
+    ) as day_sessions
 ),
 
 scoped_events as (
-    select events.*
-    from events
-    inner join changed_days
-        on events.user_id = changed_days.user_id
-        and (events.event_at at time zone 'UTC')::date = changed_days.activity_date
-    where events.event_at >= (select activity_date from first_changed_day)::timestamp at time zone 'UTC'
+    select day_events.*
+    from changed_days
+    cross join lateral (
+        select *
+        from events
+        where events.user_id = changed_days.user_id
+            and events.event_at >= changed_days.activity_date::timestamp at time zone 'UTC'
+            and events.event_at < (changed_days.activity_date + 1)::timestamp at time zone 'UTC'
+        offset 0
+    ) as day_events
 ),
 
 {% else %}

@@ -15,11 +15,13 @@
 
 with
 
-sessions as (
+-- Not materialised in an incremental run (each is read more than once): every read keeps its own
+-- filters and uses the indexes of its table, instead of one copy of the whole table.
+sessions as {% if is_incremental() %}not materialized {% endif %}(
     select * from {{ ref('stg_app__user_sessions') }}
 ),
 
-events as (
+events as {% if is_incremental() %}not materialized {% endif %}(
     select * from {{ ref('stg_app__user_events') }}
 ),
 
@@ -32,7 +34,7 @@ changed_events as (
         session_id
     from events
     where session_id is not null
-        and updated_at >= {{ incremental_cutoff('updated_at', 'timestamp') }}
+        and updated_at >= {{ incremental_cutoff('updated_at') }}
 ),
 
 changed_sessions as (
@@ -40,7 +42,7 @@ changed_sessions as (
         user_id,
         session_id
     from sessions
-    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp') }}
+    where updated_at >= {{ incremental_cutoff('updated_at') }}
     union
     select
         user_id,
@@ -48,17 +50,27 @@ changed_sessions as (
     from changed_events
 ),
 
-scoped_sessions as (
-    select sessions.*
-    from sessions
-    where sessions.session_id in (select session_id from changed_sessions)
+-- The changed sessions and all their events, one probe per session through the session_id indexes of
+-- app.user_sessions and app.user_events (migration 0007); offset 0 keeps each lateral a probe (flattened,
+-- Postgres plans a join with the whole table through the staging view).
+changed_session_ids as (
+    select distinct session_id from changed_sessions
 ),
 
--- all events of those sessions, through app.user_events' session_id index (migration 0007)
+scoped_sessions as (
+    select session_rows.*
+    from changed_session_ids
+    cross join lateral (
+        select * from sessions where sessions.session_id = changed_session_ids.session_id offset 0
+    ) as session_rows
+),
+
 scoped_events as (
-    select events.*
-    from events
-    where events.session_id in (select session_id from changed_sessions)
+    select session_event_rows.*
+    from changed_session_ids
+    cross join lateral (
+        select * from events where events.session_id = changed_session_ids.session_id offset 0
+    ) as session_event_rows
 ),
 
 {% else %}

@@ -20,7 +20,7 @@ with
 transactions as (
     select * from {{ ref('stg_app__transactions') }}
     {% if is_incremental() %}
-    where updated_at >= {{ incremental_cutoff('updated_at', 'timestamp') }}
+    where updated_at >= {{ incremental_cutoff('updated_at') }}
     {% endif %}
 ),
 
