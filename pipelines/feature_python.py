@@ -14,6 +14,9 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
 from fincoach.feature_spec import FEATURES
@@ -26,9 +29,32 @@ SPEND_CATEGORIES = (
 _DAY_SECONDS = 86_400.0
 
 
+# Arrow types of the Postgres result types a feature query returns (by type OID); any other is read as text.
+_ARROW_TYPES = {
+    16: pa.bool_(), 20: pa.int64(), 21: pa.int64(), 23: pa.int64(), 700: pa.float64(), 701: pa.float64(),
+    1700: pa.float64(), 1082: pa.date32(), 1114: pa.timestamp("us"), 1184: pa.timestamp("us", tz="UTC"),
+}
+# Postgres CSV: NULL is an unquoted empty field, an empty string a quoted one; booleans are t / f.
+_CSV_OPTIONS = {"null_values": [""], "strings_can_be_null": True, "quoted_strings_can_be_null": False,
+                "true_values": ["t"], "false_values": ["f"]}
+
+
 def read(conn: sa.Connection, sql: str, times: tuple[str, ...] = (), **params: object) -> pd.DataFrame:
-    """Rows of a query; `times` columns as UTC timestamps (even when there are no rows)."""
-    frame = pd.read_sql(sa.text(sql), conn, params=params)
+    """Rows of a query (`:name` parameters) on `conn`, in its transaction; `times` columns as UTC timestamps
+    (even when there are no rows).
+
+    Read by COPY to CSV parsed by Arrow, not row by row into Python objects (half the time of
+    pandas.read_sql for the hourly refresh's 800k transaction rows); the parameters are bound client-side
+    by psycopg (its own quoting and typed literals, never string formatting), as COPY takes none.
+    """
+    raw = conn.connection.driver_connection
+    query = psycopg.ClientCursor(raw).mogrify(str(sa.text(sql).compile(dialect=conn.dialect)), params)
+    described = raw.execute(f"select * from ({query}) as described limit 0").description or []
+    types = {column.name: _ARROW_TYPES.get(column.type_code, pa.string()) for column in described}
+    with raw.cursor() as cursor, cursor.copy(f"copy ({query}) to stdout with (format csv, header)") as copy:
+        data = b"".join(bytes(block) for block in copy)
+    table = pcsv.read_csv(pa.py_buffer(data), convert_options=pcsv.ConvertOptions(column_types=types, **_CSV_OPTIONS))
+    frame = table.to_pandas()
     for col in times:
         frame[col] = pd.to_datetime(frame[col], utc=True)
     return frame
