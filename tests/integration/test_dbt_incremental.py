@@ -200,9 +200,14 @@ def test_bulk_and_cascading_deletes_leave_one_tombstone_per_row(clean_db):
                                    {"u": user}).scalars().all()
         cascaded_ci = conn.execute(sa.text("select id from app.coaching_interactions where user_id = :u"),
                                    {"u": user}).scalars().all()
+        owned = {t: conn.execute(sa.text(f"select count(*) from app.{t} where user_id = :u"), {"u": user}).scalar_one()
+                 for t in ("accounts", "debts", "goals")}
         conn.execute(sa.text("delete from app.users where user_id = :u"), {"u": user})
         tombstones = conn.execute(sa.text("select table_name, row_id from ops.deleted_rows")).all()
-    assert len(bulk) > 1 and cascaded_tx and cascaded_ci
+    assert len(bulk) > 1 and cascaded_tx and cascaded_ci and owned["accounts"]
     expected = [("app.transactions", i) for i in [*bulk, *cascaded_tx]]
     expected += [("app.coaching_interactions", i) for i in cascaded_ci]
+    # the user-keyed tombstones (migration 0008): one per cascaded row and the user's own, naming the user
+    expected += [(f"app.{table}", user) for table, n in owned.items() for _ in range(n)] + [("app.users", user)]
     assert sorted(tombstones) == sorted(expected)
+
