@@ -315,3 +315,26 @@ def test_hourly_dim_users_follows_deletions_and_the_calendar(clean_db):
     with clean_db.connect() as conn:
         assert conn.execute(sa.text("select count(*) from ops.deleted_rows")).scalar_one() == 0
     assert "refreshed_after_drift" not in build_analytics("tomb-3")  # the whole-table drift test agrees
+
+
+def test_dim_users_built_as_a_table_by_the_previous_release_is_rebuilt_incremental(clean_db):
+    """The upgrade: dim_users was a table without the watermark; the next hourly build rebuilds it whole,
+    with its unique index, and the one after runs incrementally."""
+    from pipelines.seed import seed
+
+    seed(clean_db, users=10, days=7, seed=5)
+    build_analytics("table-release", full_refresh=True)
+    with clean_db.begin() as conn:  # the table as the previous release built it
+        conn.execute(sa.text("create table analytics.dim_users_previous as select * from analytics.dim_users"))
+        conn.execute(sa.text("drop table analytics.dim_users cascade"))
+        conn.execute(sa.text("alter table analytics.dim_users_previous drop column updated_at, "
+                             "drop column transactions_updated_at"))
+        conn.execute(sa.text("alter table analytics.dim_users_previous rename to dim_users"))
+
+    hourly = build_analytics("incremental-release", recent_tests=True)
+    assert hourly["refreshed_after_schema_change"] == {"dim_users": ["transactions_updated_at", "updated_at"]}
+    with clean_db.connect() as conn:
+        indexes = conn.execute(sa.text("select indexdef from pg_indexes where schemaname = 'analytics' "
+                                       "and tablename = 'dim_users'")).scalars().all()
+    assert any("UNIQUE" in i and "(user_id)" in i for i in indexes)
+    assert build_analytics("next-hour", recent_tests=True)["full_refresh"] is False
