@@ -28,10 +28,10 @@
     Post-hook of dim_users: drop the user tombstones older than the cutoff of the table as built now. Each
     was read by this run or an earlier one (a deletion commits within the lookback of its deleted_at: the
     assumption behind every cutoff), and no later run reads it again: each reads from its own cutoff on,
-    which is not earlier than this one unless the newest row left the table (an erasure), when it only reads
-    more. The tombstones from the cutoff on stay for the next run, so the table holds about the last
-    lookback's deletions: no age limit or bookkeeping. Row-id tombstones (other table names) are left to
-    prune_deleted_rows.
+    which is not earlier than this one unless the newest row left the table (an erased or deleted user),
+    when it only reads more. The tombstones from the cutoff on stay for the next run, so the table holds
+    about the last lookback's deletions: no age limit or bookkeeping. Row-id tombstones (other table names)
+    are left to prune_deleted_rows.
 #}
 {% macro prune_user_tombstones() -%}
     delete from {{ source('ops', 'deleted_rows') }}
