@@ -26,7 +26,7 @@ _FAILED = {"error", "fail", "runtime error"}
 # rewritten beyond the late-row lookback, e.g. an erased user): the cure is a full refresh.
 _DRIFT_TESTS = ("assert_daily_flows_reconcile_with_transactions", "assert_incremental_marts_match_their_sources")
 INCREMENTAL_MARTS = ("fct_transactions", "fct_daily_user_financials", "fct_coaching_outcomes", "fct_sessions",
-                     "fct_engagement_daily")
+                     "fct_engagement_daily", "dim_users")
 
 
 class AnalyticsBuildError(RuntimeError):

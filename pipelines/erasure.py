@@ -2,10 +2,10 @@
 
 A request is a row of ops.erasure_requests; `process_erasure_requests` handles every pending one in one
 pass: in Postgres, the rows with that user_id in every base table of the schemas app, features, serving and
-analytics (app.users last; its children cascade), the pseudonym mapping, and the pseudonym inside recorded
-validation samples; in the lake, every file under raw/, quarantine/, features/ and recommendations/ whose
-`user_id` column (the app id, or its pseudonym) holds the user is rewritten without those rows (removed
-when nothing is left). The request row itself (user id, times, counts) stays as the record that the
+analytics (app.users last; its children cascade), the tombstones those deletes write that name the user
+(ops.deleted_rows), the pseudonym mapping, and the pseudonym inside recorded validation samples; in the
+lake, every file under raw/, quarantine/, features/ and recommendations/ whose `user_id` column (the app
+id, or its pseudonym) holds the user is rewritten without those rows (removed when nothing is left). The request row itself (user id, times, counts) stays as the record that the
 erasure happened. Idempotent: a retry after a failure finds nothing more to remove and completes.
 """
 
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 LAKE_LAYERS = ("raw", "quarantine", "features", "recommendations")
 SCHEMAS = ("app", "features", "serving", "analytics")
 _INTEGER_TYPES = ("bigint", "integer", "smallint", "numeric")
+# The tables whose delete trigger records the user_id (migration 0008): their tombstones in ops.deleted_rows
+# name the user, unlike the row-id ones of the others.
+_USER_TOMBSTONES = ("app.users", "app.accounts", "app.debts", "app.goals")
 
 
 def request_erasure(engine: sa.Engine, user_id: int) -> int:
@@ -66,6 +69,11 @@ def _erase_postgres(conn: sa.Connection, ids: list[int], names: list[str]) -> Co
         ).rowcount
         if n:
             removed[f"{schema}.{table}"] += n
+    # written by the deletes above; dim_users needs none of them (the erasure deleted the users' rows)
+    removed["ops.deleted_rows"] += conn.execute(
+        sa.text("delete from ops.deleted_rows where table_name = any(:t) and row_id = any(:ids)"),
+        {"t": list(_USER_TOMBSTONES), "ids": ids},
+    ).rowcount
     removed["ops.user_pseudonyms"] += conn.execute(
         sa.text("delete from ops.user_pseudonyms where user_id = any(:ids)"), {"ids": ids}
     ).rowcount

@@ -6,7 +6,8 @@
 -- ops.deleted_rows, written by a trigger on every delete) still in the mart and gone from the app:
 -- an old row is only ever deleted (a rewrite moves its updated_at into the lookback), and a deletion
 -- leaves no updated_at, so the tombstones are what finds it, through the marts' unique key indexes, at a
--- cost that follows the deletions rather than the history. A build without the var compares all keys.
+-- cost that follows the deletions rather than the history. A build without the var compares all keys
+-- (dim_users' too).
 
 {% set recent = var('recent_rows_only', false) %}
 
@@ -40,7 +41,19 @@ mart_interactions as (
     {%- endif %}
 ),
 
-{%- if recent %}
+{%- if not recent %}
+
+-- dim_users, in builds without the var only: its rows move with several inputs, so there is no recent
+-- slice of keys to compare; hourly, its own run drops the users tombstoned in app.users
+-- (macros/user_tombstones.sql). This catches what leaves no tombstone (a TRUNCATE, a lost row).
+source_users as (
+    select user_id as id from {{ ref('stg_app__users') }}
+),
+
+mart_users as (
+    select user_id as id from {{ ref('dim_users') }}
+),
+{%- else %}
 
 deleted_transactions as (
     select gone.row_id as id from {{ source('ops', 'deleted_rows') }} as gone
@@ -71,7 +84,14 @@ final as (
     union all
     (select 'fct_coaching_outcomes', id from source_interactions
      except select 'fct_coaching_outcomes', id from mart_interactions)
-    {%- if recent %}
+    {%- if not recent %}
+    union all
+    (select 'dim_users', id from mart_users
+     except select 'dim_users', id from source_users)
+    union all
+    (select 'dim_users', id from source_users
+     except select 'dim_users', id from mart_users)
+    {%- else %}
     union all
     select 'fct_transactions: deleted in the app', id from deleted_transactions
     union all

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 END = dt.date(2025, 5, 1)
 KEYS = {"fct_transactions": "transaction_id", "fct_daily_user_financials": "user_day_key",
         "fct_coaching_outcomes": "interaction_id", "fct_sessions": "session_id",
-        "fct_engagement_daily": "user_id, activity_date"}
+        "fct_engagement_daily": "user_id, activity_date", "dim_users": "user_id"}
 
 
 def _copy(conn: sa.Connection, table: str, frame: pd.DataFrame) -> None:
@@ -200,9 +200,141 @@ def test_bulk_and_cascading_deletes_leave_one_tombstone_per_row(clean_db):
                                    {"u": user}).scalars().all()
         cascaded_ci = conn.execute(sa.text("select id from app.coaching_interactions where user_id = :u"),
                                    {"u": user}).scalars().all()
+        owned = {t: conn.execute(sa.text(f"select count(*) from app.{t} where user_id = :u"), {"u": user}).scalar_one()
+                 for t in ("accounts", "debts", "goals")}
         conn.execute(sa.text("delete from app.users where user_id = :u"), {"u": user})
         tombstones = conn.execute(sa.text("select table_name, row_id from ops.deleted_rows")).all()
-    assert len(bulk) > 1 and cascaded_tx and cascaded_ci
+    assert len(bulk) > 1 and cascaded_tx and cascaded_ci and owned["accounts"]
     expected = [("app.transactions", i) for i in [*bulk, *cascaded_tx]]
     expected += [("app.coaching_interactions", i) for i in cascaded_ci]
+    # the user-keyed tombstones (migration 0008): one per cascaded row and the user's own, naming the user
+    expected += [(f"app.{table}", user) for table, n in owned.items() for _ in range(n)] + [("app.users", user)]
     assert sorted(tombstones) == sorted(expected)
+
+
+def _dated_history(engine: sa.Engine) -> int:
+    """Seeded users whose every app row last changed on day `user_id` of 2025: only the highest user_id
+    (returned) is within the late-row lookback of the newest change, so an hourly run of dim_users
+    rebuilds that user and the ones changed since."""
+    from pipelines.seed import seed
+
+    seed(engine, users=20, days=14, seed=4)
+    for table in ("users", "accounts", "debts", "goals", "transactions"):
+        _untouched(engine, table, f"update app.{table} set updated_at = "
+                   "timestamptz '2025-01-01 00:00+00' + user_id * interval '1 day'")
+    with engine.connect() as conn:
+        return conn.execute(sa.text("select max(user_id) from app.users")).scalar_one()
+
+
+def _dim_users(engine: sa.Engine) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.read_sql(sa.text("select * from analytics.dim_users order by user_id"), conn)
+
+
+def _row_versions(engine: sa.Engine) -> dict[int, str]:
+    """xmin of every dim_users row: a row the build rewrote (delete+insert) has a new one."""
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text("select user_id, xmin::text from analytics.dim_users")).all())
+
+
+def test_hourly_dim_users_rebuilds_only_the_changed_users_and_equals_a_full_refresh(clean_db):
+    """A balance change, a deleted goal and a new transaction: the hourly build rewrites those three users
+    (and the one within the lookback of the newest change), and dim_users equals a full refresh."""
+    newest = _dated_history(clean_db)
+    with clean_db.connect() as conn:
+        moved, bought = conn.execute(sa.text("select user_id from app.users order by user_id limit 2")).scalars()
+        gave_up, goal = conn.execute(sa.text(
+            "select user_id, goal_id from app.goals where status = 'active' and user_id not in (:a, :b, :n) "
+            "order by goal_id limit 1"), {"a": moved, "b": bought, "n": newest}).one()
+    build_analytics("dim-0", full_refresh=True)
+    before, versions = _dim_users(clean_db).set_index("user_id"), _row_versions(clean_db)
+
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("update app.accounts set current_balance = current_balance + 10 where account_id = "
+                             "(select min(account_id) from app.accounts where user_id = :u)"), {"u": moved})
+        conn.execute(sa.text("delete from app.goals where goal_id = :g"), {"g": goal})
+        conn.execute(sa.text("insert into app.transactions (user_id, account_id, amount, category, is_impulse, "
+                             "occurred_at) select user_id, min(account_id), -12.5, 'groceries', false, now() "
+                             "from app.accounts where user_id = :u group by user_id"), {"u": bought})
+    hourly = build_analytics("dim-1", recent_tests=True)
+    assert hourly["full_refresh"] is False and "refreshed_after_drift" not in hourly
+    rewritten = {u for u, xmin in _row_versions(clean_db).items() if versions.get(u) != xmin}
+    assert rewritten == {moved, gave_up, bought, newest}
+    incremental = _dim_users(clean_db)
+    after = incremental.set_index("user_id")
+    assert after.active_goals_count[gave_up] == before.active_goals_count[gave_up] - 1  # found by its tombstone
+    assert after.checking_balance[moved] + after.savings_balance[moved] + after.credit_card_balance[moved] \
+        == before.checking_balance[moved] + before.savings_balance[moved] + before.credit_card_balance[moved] + 10
+    assert after.last_transaction_date[bought] > before.last_transaction_date[bought]
+    for user in (moved, bought):  # the watermark moved with their new rows
+        assert after.updated_at[user] > before.updated_at[user]
+
+    build_analytics("dim-full", full_refresh=True)
+    pd.testing.assert_frame_equal(incremental, _dim_users(clean_db), check_exact=True)
+
+
+def test_hourly_dim_users_follows_deletions_and_the_calendar(clean_db):
+    """Rows deleted in the app leave no updated_at: a deleted debt rebuilds its user, a user deleted from
+    app.users leaves dim_users (no full refresh), a stale age band is rebuilt, and the user tombstones go
+    once they are older than the cutoff."""
+    _dated_history(clean_db)
+    with clean_db.begin() as conn:  # a user without transactions: deleting them leaves no row-id tombstone
+        gone = conn.execute(sa.text(
+            "insert into app.users (user_id, created_at, birth_year, income_band, pay_frequency, monthly_income, "
+            "region, device_type, risk_tolerance, updated_at) values (1000, timestamptz '2025-01-01 00:00+00', 1990, 'low', "
+            "'monthly', 2000, 'west', 'web', 'low', timestamptz '2025-01-02 00:00+00') returning user_id")).scalar_one()
+        indebted, debt = conn.execute(sa.text("select user_id, debt_id from app.debts order by debt_id limit 1")).one()
+        aged = conn.execute(sa.text("select user_id from app.users where birth_year < extract(year from now()) - 30 "
+                                    "order by user_id limit 1")).scalar_one()
+    build_analytics("tomb-0", full_refresh=True)
+    full = _dim_users(clean_db)
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("delete from app.debts where debt_id = :d"), {"d": debt})
+        conn.execute(sa.text("delete from app.users where user_id = :u"), {"u": gone})
+        # as if built in a year when the user was under 30: the new year moved their band
+        conn.execute(sa.text("update analytics.dim_users set age_band = '18-29', user_segment = 'stale' "
+                             "where user_id = :u"), {"u": aged})
+
+    hourly = build_analytics("tomb-1", recent_tests=True)
+    assert hourly["full_refresh"] is False and "refreshed_after_drift" not in hourly
+    dim = _dim_users(clean_db).set_index("user_id")
+    with clean_db.connect() as conn:
+        debt_total = conn.execute(sa.text("select coalesce(sum(balance), 0) from app.debts where user_id = :u"),
+                                  {"u": indebted}).scalar_one()
+        tombstones = conn.execute(sa.text("select table_name, row_id from ops.deleted_rows order by 1")).all()
+    assert dim.debt_total[indebted] == debt_total
+    assert gone not in dim.index
+    full_row = full.set_index("user_id").loc[aged]
+    assert (dim.age_band[aged], dim.user_segment[aged]) == (full_row.age_band, full_row.user_segment)
+    assert tombstones == [("app.debts", indebted), ("app.users", gone)]  # within the cutoff: kept
+
+    with clean_db.begin() as conn:  # hours later, after a new change: the tombstones are past the cutoff
+        conn.execute(sa.text("update ops.deleted_rows set deleted_at = deleted_at - interval '1 day'"))
+        conn.execute(sa.text("update app.users set region = 'north' where user_id = :u"), {"u": indebted})
+    build_analytics("tomb-2", recent_tests=True)
+    with clean_db.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from ops.deleted_rows")).scalar_one() == 0
+    assert "refreshed_after_drift" not in build_analytics("tomb-3")  # the whole-table drift test agrees
+
+
+def test_dim_users_built_as_a_table_by_the_previous_release_is_rebuilt_incremental(clean_db):
+    """The upgrade: dim_users was a table without the watermark; the next hourly build rebuilds it whole,
+    with its unique index, and the one after runs incrementally."""
+    from pipelines.seed import seed
+
+    seed(clean_db, users=10, days=7, seed=5)
+    build_analytics("table-release", full_refresh=True)
+    with clean_db.begin() as conn:  # the table as the previous release built it
+        conn.execute(sa.text("create table analytics.dim_users_previous as select * from analytics.dim_users"))
+        conn.execute(sa.text("drop table analytics.dim_users cascade"))
+        conn.execute(sa.text("alter table analytics.dim_users_previous drop column updated_at, "
+                             "drop column transactions_updated_at"))
+        conn.execute(sa.text("alter table analytics.dim_users_previous rename to dim_users"))
+
+    hourly = build_analytics("incremental-release", recent_tests=True)
+    assert hourly["refreshed_after_schema_change"] == {"dim_users": ["transactions_updated_at", "updated_at"]}
+    with clean_db.connect() as conn:
+        indexes = conn.execute(sa.text("select indexdef from pg_indexes where schemaname = 'analytics' "
+                                       "and tablename = 'dim_users'")).scalars().all()
+    assert any("UNIQUE" in i and "(user_id)" in i for i in indexes)
+    assert build_analytics("next-hour", recent_tests=True)["full_refresh"] is False

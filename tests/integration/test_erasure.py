@@ -93,7 +93,12 @@ def test_erase_user_removes_every_trace_and_leaves_other_users_untouched(platfor
         assert conn.execute(sa.text("select count(*) from ops.user_pseudonyms where user_id = :u"),
                             {"u": VICTIM}).scalar_one() == 0
         request = conn.execute(sa.text("select processed_at, details from ops.erasure_requests")).one()
+        # the tombstones the deletes wrote that name the user (migration 0008) went with them
+        assert conn.execute(sa.text("select count(*) from ops.deleted_rows where row_id = :u and table_name in "
+                                    "('app.users', 'app.accounts', 'app.debts', 'app.goals')"),
+                            {"u": VICTIM}).scalar_one() == 0
     assert request.processed_at is not None and request.details["removed"]["app.users"] == 1
+    assert request.details["removed"]["ops.deleted_rows"] >= 2  # app.users and the user's accounts
     assert request.details["removed"]["lake features/"] == 1
 
 
