@@ -226,3 +226,23 @@ def test_fincoach_docs_generates_the_docs_an_analyst_opens(clean_db):
     assert out.returncode == 0, out.stdout + out.stderr
     index = out.stdout.strip().splitlines()[-1]
     assert index.endswith("index.html") and str(DBT_PROJECT_DIR) not in index
+
+
+def test_hourly_builds_connect_with_jit_off(engine):
+    """The hourly build's settings reach every connection dbt opens (libpq's PGOPTIONS), and go after it."""
+    import psycopg
+
+    from fincoach.db import connection_parts
+    from pipelines.analytics_build import _HOURLY_PG_OPTIONS, _dbt_env
+
+    parts = connection_parts()
+
+    def jit() -> str:
+        with psycopg.connect(host=parts["host"], port=parts["port"], user=parts["user"],
+                             password=parts.get("password") or None, dbname=parts["dbname"]) as conn:
+            return conn.execute("show jit").fetchone()[0]
+
+    before = jit()
+    with _dbt_env(_HOURLY_PG_OPTIONS):
+        assert jit() == "off"
+    assert jit() == before
