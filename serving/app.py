@@ -7,6 +7,7 @@ version and experiment arm. Everything but /healthz and /readyz needs an API key
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,8 @@ from contextlib import asynccontextmanager
 import sqlalchemy as sa
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Path, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from fincoach.api_keys import auth_enabled, require_api_key
@@ -40,6 +43,13 @@ _AUTH = {401: {"description": "missing or invalid API key"}}
 UserId = Path(ge=1, le=2**63 - 1, description="app.users.user_id")
 
 
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped (lone surrogates included)."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def create_app() -> FastAPI:
     """The scorer application; policies are loaded when it starts and followed in the background."""
     metrics = ScorerMetrics()
@@ -56,6 +66,12 @@ def create_app() -> FastAPI:
 
     app = FastAPI(title="FinCoach scorer", version=FEATURE_SPEC_VERSION, lifespan=lifespan)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, rendered as ASCII JSON: the errors quote the input, which may hold lone surrogates
+        (invalid JSON strings) that the default UTF-8 rendering cannot encode (a 500 instead of the 422)."""
+        return _AsciiJSONResponse(status_code=422, content={"detail": jsonable_encoder(exc.errors())})
 
     def scorer_of(request: Request) -> Scorer:
         return request.app.state.scorer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
 Source = Literal["experiment_arm", "champion", "previous_champion", "rules"]
 
@@ -94,6 +94,14 @@ class Feedback(BaseModel):
 
     request_id: str = Field(min_length=1, max_length=200, description="request_id of a served recommendation")
     response: Literal["accepted", "dismissed", "ignored"]
+
+    @field_validator("request_id")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        """Text Postgres can store (no NUL; pydantic refuses lone surrogates): no request id we issued, a 422."""
+        if "\x00" in value:
+            raise ValueError("request_id must not contain NUL characters")
+        return value
 
 
 class FeedbackStored(BaseModel):

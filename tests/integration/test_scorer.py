@@ -230,6 +230,11 @@ def test_score_by_user_logs_the_online_choice_with_its_propensity_and_feedback_i
     other = scorer.post("/feedback", json={"request_id": body["request_id"], "response": "dismissed"})
     unknown = scorer.post("/feedback", json={"request_id": "nope", "response": "dismissed"})
     assert (again.status_code, other.status_code, unknown.status_code) == (200, 409, 404)
+    # text Postgres cannot store (the fuzzer's finding: a 500 from the database driver) is refused up front
+    for unstorable in ('"a\\u0000b"', '"\\udc00x"'):
+        refused = scorer.post("/feedback", content=f'{{"request_id": {unstorable}, "response": "ignored"}}',
+                              headers={"Content-Type": "application/json"})
+        assert refused.status_code == 422, (unstorable, refused.text)
 
 
 def test_an_opted_out_user_is_served_no_action(scorer, clean_db):
